@@ -1,0 +1,19 @@
+//! Shared plumbing of the chat services. Holds no domain logic: shutdown,
+//! telemetry, configuration helpers, gRPC serving with health and
+//! reflection, internal-call identity, access tokens, the SQL connection
+//! helper, and the pub/sub and event-bus ports with their backends.
+
+pub mod backends;
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod grpc;
+pub mod identity;
+pub mod pubsub;
+pub mod shutdown;
+pub mod telemetry;
+pub mod token;
+
+pub use backends::Backends;
+pub use config::Secret;
+pub use shutdown::Shutdown;
