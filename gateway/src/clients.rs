@@ -1,0 +1,44 @@
+//! gRPC clients of the three services. The gateway reaches them only through
+//! these, never by calling their code. Every call carries the service
+//! credential (interceptor) and, where a user acts, their identity.
+
+use chat_common::identity::ServiceAuth;
+use chat_proto::auth::v1::auth_service_client::AuthServiceClient;
+use chat_proto::message::v1::message_service_client::MessageServiceClient;
+use chat_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Authenticated = InterceptedService<Channel, ServiceAuth>;
+
+#[derive(Clone)]
+pub struct Services {
+    pub auth: AuthServiceClient<Authenticated>,
+    pub messages: MessageServiceClient<Authenticated>,
+    pub presence: PresenceServiceClient<Authenticated>,
+    /// Plain channels, for health checks.
+    pub channels: [(&'static str, Channel); 3],
+}
+
+impl Services {
+    pub fn connect(
+        auth_addr: &str,
+        message_addr: &str,
+        presence_addr: &str,
+        credential: ServiceAuth,
+    ) -> anyhow::Result<Services> {
+        let auth = chat_common::grpc::channel(auth_addr)?;
+        let messages = chat_common::grpc::channel(message_addr)?;
+        let presence = chat_common::grpc::channel(presence_addr)?;
+        Ok(Services {
+            auth: AuthServiceClient::with_interceptor(auth.clone(), credential.clone()),
+            messages: MessageServiceClient::with_interceptor(messages.clone(), credential.clone()),
+            presence: PresenceServiceClient::with_interceptor(presence.clone(), credential),
+            channels: [
+                ("auth-service", auth),
+                ("message-service", messages),
+                ("presence-service", presence),
+            ],
+        })
+    }
+}

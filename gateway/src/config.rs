@@ -1,0 +1,58 @@
+//! Gateway configuration. Defaults follow PROTOCOL.md and work on a laptop.
+
+use std::time::Duration;
+
+use chat_common::{Backends, Secret};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Unique per replica; presence records which gateway holds a connection.
+    pub gateway_id: String,
+    pub auth_addr: String,
+    pub message_addr: String,
+    pub presence_addr: String,
+    pub jwt_secret: Secret,
+    pub service_token: Secret,
+    pub backends: Backends,
+    /// Extra origins allowed to open WebSockets besides the gateway's own
+    /// host; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub frames_per_second: u32,
+    pub frame_burst: u32,
+    /// Rejected frames within [`Limits::abuse_window`] that close the
+    /// connection with 1008.
+    pub abuse_rejections: u32,
+    pub abuse_window: Duration,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub auth_timeout: Duration,
+    /// Frames a connection may have queued before it counts as too slow.
+    pub send_queue_frames: usize,
+    pub max_attachment_bytes: u64,
+    /// How often the gateway refreshes its connections' presence TTL.
+    pub presence_heartbeat: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            frames_per_second: 20,
+            frame_burst: 40,
+            abuse_rejections: 100,
+            abuse_window: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(40),
+            auth_timeout: Duration::from_secs(10),
+            send_queue_frames: 1024,
+            max_attachment_bytes: 10 * 1024 * 1024,
+            presence_heartbeat: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! One live WebSocket connection as the rest of the gateway sees it: a
+//! bounded outbound queue drained by the connection's writer task, the rooms
+//! it receives, and per room the highest `seq` delivered, so that `message`
+//! events reach the client in strictly increasing order, each once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub type ConnId = u64;
+
+/// Close codes of the protocol.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const RESTART: u16 = 1012;
+    pub const TRY_AGAIN: u16 = 1013;
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const FORBIDDEN: u16 = 4003;
+}
+
+pub struct Conn {
+    /// Local key in the hub's tables.
+    pub id: ConnId,
+    /// Globally unique; the `session_id` of `ready` and the presence
+    /// connection id.
+    pub session_id: String,
+    pub user_id: String,
+    outbound: mpsc::Sender<Message>,
+    rooms: Mutex<HashMap<String, RoomCursor>>,
+    closing: CancellationToken,
+    close_code: AtomicU16,
+}
+
+#[derive(Default)]
+struct RoomCursor {
+    /// Highest message seq sent to the client in this room.
+    delivered: i64,
+    /// While a `resume` of the room runs, live message events wait here.
+    held: Option<Vec<(i64, Utf8Bytes)>>,
+}
+
+impl Conn {
+    pub fn new(
+        id: ConnId,
+        session_id: String,
+        user_id: String,
+        outbound: mpsc::Sender<Message>,
+    ) -> Conn {
+        Conn {
+            id,
+            session_id,
+            user_id,
+            outbound,
+            rooms: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            close_code: AtomicU16::new(close::NORMAL),
+        }
+    }
+
+    fn cursors(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomCursor>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame. A full queue means the client does not keep up: the
+    /// connection is closed with 1013 and the client will `resume`.
+    pub fn send(&self, frame: Message) {
+        if self.closing.is_cancelled() {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(frame) {
+            tracing::info!(session = %self.session_id, "send queue full, closing slow client");
+            self.close(close::TRY_AGAIN);
+        }
+    }
+
+    pub fn send_text(&self, text: Utf8Bytes) {
+        self.send(Message::Text(text));
+    }
+
+    pub fn send_json(&self, value: &serde_json::Value) {
+        self.send_text(Utf8Bytes::from(value.to_string()));
+    }
+
+    /// Queues a frame, waiting for room in the queue: for large replies to
+    /// the client's own request (resume), where waiting is the right
+    /// back-pressure.
+    pub async fn send_waiting(&self, frame: Utf8Bytes) {
+        tokio::select! {
+            _ = self.outbound.send(Message::Text(frame)) => {}
+            () = self.closing.cancelled() => {}
+        }
+    }
+
+    /// A live `message` event of `room`: delivered unless the connection is
+    /// not in the room, already has it, or is resuming the room (then held).
+    pub fn deliver_message(&self, room: &str, seq: i64, frame: &Utf8Bytes) {
+        let mut cursors = self.cursors();
+        let Some(cursor) = cursors.get_mut(room) else {
+            return;
+        };
+        if let Some(held) = &mut cursor.held {
+            held.push((seq, frame.clone()));
+            return;
+        }
+        if seq <= cursor.delivered {
+            return;
+        }
+        cursor.delivered = seq;
+        drop(cursors);
+        self.send_text(frame.clone());
+    }
+
+    pub fn in_room(&self, room: &str) -> bool {
+        self.cursors().contains_key(room)
+    }
+
+    pub fn rooms(&self) -> Vec<String> {
+        self.cursors().keys().cloned().collect()
+    }
+
+    /// True when the room was not there before.
+    pub fn add_room(&self, room: &str) -> bool {
+        let mut cursors = self.cursors();
+        if cursors.contains_key(room) {
+            return false;
+        }
+        cursors.insert(room.to_owned(), RoomCursor::default());
+        true
+    }
+
+    /// True when the room was there.
+    pub fn remove_room(&self, room: &str) -> bool {
+        self.cursors().remove(room).is_some()
+    }
+
+    /// Starts holding live events of `room`; false when not in the room.
+    pub fn begin_resume(&self, room: &str) -> bool {
+        match self.cursors().get_mut(room) {
+            Some(cursor) => {
+                cursor.held.get_or_insert_with(Vec::new);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a resume that replayed up to `replayed`: live events held
+    /// meanwhile that the replay did not cover are sent, in seq order.
+    pub fn finish_resume(&self, room: &str, replayed: i64) {
+        let mut cursors = self.cursors();
+        let Some(cursor) = cursors.get_mut(room) else {
+            return;
+        };
+        cursor.delivered = cursor.delivered.max(replayed);
+        let mut held = cursor.held.take().unwrap_or_default();
+        held.sort_by_key(|(seq, _)| *seq);
+        let mut to_send = Vec::new();
+        for (seq, frame) in held {
+            if seq > cursor.delivered {
+                cursor.delivered = seq;
+                to_send.push(frame);
+            }
+        }
+        drop(cursors);
+        for frame in to_send {
+            self.send_text(frame);
+        }
+    }
+
+    /// Asks the writer to close the socket with `code`. The first code wins.
+    pub fn close(&self, code: u16) {
+        if !self.closing.is_cancelled() {
+            self.close_code.store(code, Ordering::Relaxed);
+            self.closing.cancel();
+        }
+    }
+
+    pub fn close_code(&self) -> u16 {
+        self.close_code.load(Ordering::Relaxed)
+    }
+
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+}
+
+/// The reason text sent with a close code.
+pub fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::GOING_AWAY => "going away",
+        close::POLICY => "policy violation",
+        close::TOO_BIG => "frame too big",
+        close::INTERNAL => "internal error",
+        close::RESTART => "service restart, reconnect and resume",
+        close::TRY_AGAIN => "too slow or overloaded, reconnect and resume",
+        close::UNAUTHORIZED => "unauthorized",
+        close::FORBIDDEN => "forbidden",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(capacity: usize) -> (Conn, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Conn::new(1, "s".into(), "u".into(), tx), rx)
+    }
+
+    fn texts(rx: &mut mpsc::Receiver<Message>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Message::Text(t)) = rx.try_recv() {
+            out.push(t.as_str().to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn messages_are_delivered_once_in_increasing_seq() {
+        let (c, mut rx) = conn(16);
+        c.add_room("r");
+        for seq in [1, 2, 2, 1, 3] {
+            c.deliver_message("r", seq, &Utf8Bytes::from(seq.to_string()));
+        }
+        c.deliver_message("other", 9, &Utf8Bytes::from("x"));
+        assert_eq!(texts(&mut rx), ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn live_events_during_resume_follow_the_replay() {
+        let (c, mut rx) = conn(16);
+        c.add_room("r");
+        assert!(c.begin_resume("r"));
+        c.deliver_message("r", 6, &Utf8Bytes::from("6"));
+        c.deliver_message("r", 5, &Utf8Bytes::from("5"));
+        c.send_text(Utf8Bytes::from("replayed 1..=5"));
+        c.finish_resume("r", 5);
+        assert_eq!(texts(&mut rx), ["replayed 1..=5", "6"]);
+        assert!(!c.begin_resume("not-a-member"));
+    }
+
+    #[test]
+    fn a_full_queue_closes_with_1013() {
+        let (c, _rx) = conn(1);
+        c.send_text(Utf8Bytes::from("a"));
+        assert!(!c.is_closing());
+        c.send_text(Utf8Bytes::from("b"));
+        assert!(c.is_closing());
+        assert_eq!(c.close_code(), close::TRY_AGAIN);
+    }
+}

@@ -1,0 +1,62 @@
+//! The gateway binary: one replica of the WebSocket and HTTP front door.
+
+use chat_common::{Backends, Secret, Shutdown};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "gateway", about = "Chat gateway: WebSocket and HTTP JSON API")]
+struct Args {
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Unique name of this replica; defaults to a random one.
+    #[arg(long, env = "GATEWAY_ID")]
+    gateway_id: Option<String>,
+    #[arg(long, env = "AUTH_ADDR", default_value = "http://127.0.0.1:50051")]
+    auth_addr: String,
+    #[arg(long, env = "MESSAGE_ADDR", default_value = "http://127.0.0.1:50052")]
+    message_addr: String,
+    #[arg(long, env = "PRESENCE_ADDR", default_value = "http://127.0.0.1:50053")]
+    presence_addr: String,
+    #[arg(long, env = "JWT_SECRET", default_value = "insecure-dev-jwt-secret", hide_env_values = true)]
+    jwt_secret: Secret,
+    #[arg(long, env = "SERVICE_TOKEN", default_value = "insecure-dev-service-token", hide_env_values = true)]
+    service_token: Secret,
+    /// Comma-separated origins allowed to open WebSockets besides the
+    /// gateway's own; `*` allows any.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_attachment_bytes: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    chat_common::telemetry::init("gateway");
+    let args = Args::parse();
+    if args.jwt_secret.expose() == "insecure-dev-jwt-secret"
+        || args.service_token.expose() == "insecure-dev-service-token"
+    {
+        tracing::warn!("JWT_SECRET or SERVICE_TOKEN is the insecure development default; set both in production");
+    }
+    let limits = chat_gateway::Limits {
+        max_attachment_bytes: args.max_attachment_bytes,
+        ..chat_gateway::Limits::default()
+    };
+    let config = chat_gateway::Config {
+        gateway_id: args
+            .gateway_id
+            .unwrap_or_else(|| format!("gateway-{}", uuid::Uuid::new_v4().simple())),
+        auth_addr: args.auth_addr,
+        message_addr: args.message_addr,
+        presence_addr: args.presence_addr,
+        jwt_secret: args.jwt_secret,
+        service_token: args.service_token,
+        backends: Backends::in_process(),
+        allowed_origins: args.allowed_origins,
+        limits,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let shutdown = Shutdown::new();
+    chat_common::shutdown::cancel_on_signal(shutdown.clone());
+    chat_gateway::serve(config, listener, shutdown).await
+}
