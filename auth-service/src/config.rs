@@ -1,0 +1,113 @@
+//! What `serve` needs. The binary fills it from flags and environment
+//! variables; tests and the all-in-one binary build it directly.
+
+use std::fmt;
+
+use chat_common::Secret;
+
+pub const DEFAULT_ACCESS_TOKEN_TTL_S: i64 = 15 * 60;
+pub const DEFAULT_REFRESH_TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
+
+#[derive(Clone)]
+pub struct Config {
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// HS256 key of access tokens; the gateway verifies with the same key.
+    pub jwt_secret: Secret,
+    /// The shared credential every internal caller presents.
+    pub service_token: Secret,
+    pub access_token_ttl_s: i64,
+    pub refresh_token_ttl_s: i64,
+}
+
+impl Config {
+    /// A configuration with the default token lifetimes.
+    pub fn new(
+        database_url: impl Into<String>,
+        jwt_secret: Secret,
+        service_token: Secret,
+    ) -> Config {
+        Config {
+            database_url: database_url.into(),
+            jwt_secret,
+            service_token,
+            access_token_ttl_s: DEFAULT_ACCESS_TOKEN_TTL_S,
+            refresh_token_ttl_s: DEFAULT_REFRESH_TOKEN_TTL_S,
+        }
+    }
+
+    /// Refuses values the service cannot run with, naming the bad key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.access_token_ttl_s > 0,
+            "ACCESS_TOKEN_TTL_S must be positive, got {}",
+            self.access_token_ttl_s
+        );
+        anyhow::ensure!(
+            self.refresh_token_ttl_s > 0,
+            "REFRESH_TOKEN_TTL_S must be positive, got {}",
+            self.refresh_token_ttl_s
+        );
+        anyhow::ensure!(
+            !self.jwt_secret.expose().is_empty(),
+            "JWT_SECRET must not be empty"
+        );
+        anyhow::ensure!(
+            !self.service_token.expose().is_empty(),
+            "SERVICE_TOKEN must not be empty"
+        );
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("jwt_secret", &self.jwt_secret)
+            .field("service_token", &self.service_token)
+            .field("access_token_ttl_s", &self.access_token_ttl_s)
+            .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
+            .finish()
+    }
+}
+
+/// The URL with any `user:password@` part replaced, so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://[redacted]{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets_and_url_credentials() {
+        let config = Config::new(
+            "postgres://chat:hunter2@db:5432/auth",
+            Secret::new("jwt"),
+            Secret::new("svc"),
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("jwt\"") && !shown.contains("svc\""));
+        assert!(shown.contains("postgres://[redacted]@db:5432/auth"));
+        assert_eq!(
+            redact_url("sqlite://data/auth.db?mode=rwc"),
+            "sqlite://data/auth.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn non_positive_lifetimes_are_refused() {
+        let mut config = Config::new("sqlite::memory:", Secret::new("a"), Secret::new("b"));
+        assert!(config.validate().is_ok());
+        config.access_token_ttl_s = 0;
+        let err = config.validate().err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("ACCESS_TOKEN_TTL_S")));
+    }
+}

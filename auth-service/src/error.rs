@@ -1,0 +1,132 @@
+//! The one error type of the service and its one mapping to a gRPC status
+//! (through the protocol's [`ErrorCode`]). Internal errors are logged here
+//! with their cause chain and leave as an opaque `internal`.
+
+use chat_proto::ErrorCode;
+use tonic::Status;
+
+use crate::domain::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// Unknown user or wrong password: deliberately indistinguishable.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// Unknown, expired, revoked or reused refresh token.
+    #[error("invalid refresh token")]
+    BadRefreshToken,
+    #[error("invalid access token")]
+    BadAccessToken,
+    #[error("access token expired")]
+    AccessTokenExpired,
+    /// The acting user of a call no longer exists.
+    #[error("unknown acting user")]
+    UnknownActingUser,
+    #[error("account disabled")]
+    Disabled,
+    #[error("wrong old password")]
+    WrongOldPassword,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("too many user ids (at most {0})")]
+    TooManyIds(usize),
+    #[error(transparent)]
+    Store(StoreError),
+    /// Anything else that is our fault; `context` says what we were doing.
+    #[error("{context}")]
+    Internal {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl AuthError {
+    pub fn internal(
+        context: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> AuthError {
+        AuthError::Internal {
+            context,
+            source: source.into(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Invalid(_) | AuthError::TooManyIds(_) => ErrorCode::InvalidArgument,
+            AuthError::UsernameTaken => ErrorCode::Conflict,
+            AuthError::BadCredentials
+            | AuthError::BadRefreshToken
+            | AuthError::BadAccessToken
+            | AuthError::AccessTokenExpired
+            | AuthError::UnknownActingUser => ErrorCode::Unauthorized,
+            AuthError::Disabled | AuthError::WrongOldPassword => ErrorCode::Forbidden,
+            AuthError::UserNotFound => ErrorCode::NotFound,
+            AuthError::Store(_) | AuthError::Internal { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> AuthError {
+        match e {
+            StoreError::UsernameTaken => AuthError::UsernameTaken,
+            other => AuthError::Store(other),
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        let code = e.code();
+        if code == ErrorCode::Internal {
+            tracing::error!(error = %Chain(&e), "internal error");
+            return code.status("internal error");
+        }
+        code.status(e.to_string())
+    }
+}
+
+/// Displays an error with its sources: "a: b: c".
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let status = Status::from(AuthError::internal("hashing", "secret detail"));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let status = Status::from(AuthError::from(ValidationError::new(
+            "username",
+            "too short",
+        )));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "username: too short");
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::InvalidArgument);
+    }
+}

@@ -1,0 +1,98 @@
+//! The auth-service binary: configuration from flags and environment, then
+//! `chat_auth_service::serve` until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use chat_auth_service::Config;
+use chat_common::{Secret, Shutdown};
+use clap::Parser;
+
+const DEV_JWT_SECRET: &str = "insecure-dev-jwt-secret";
+const DEV_SERVICE_TOKEN: &str = "insecure-dev-service-token";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-service",
+    version,
+    about = "Users, passwords and tokens of the chat system (gRPC)"
+)]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "AUTH_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/auth.db?mode=rwc",
+        // The URL may hold a password.
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// HS256 key of access tokens, shared with the gateway.
+    #[arg(long, env = "JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
+    jwt_secret: Secret,
+    /// Credential every internal caller must present.
+    #[arg(long, env = "SERVICE_TOKEN", default_value = DEV_SERVICE_TOKEN, hide_default_value = true, hide_env_values = true)]
+    service_token: Secret,
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_S", default_value_t = chat_auth_service::config::DEFAULT_ACCESS_TOKEN_TTL_S)]
+    access_token_ttl_s: i64,
+    /// Refresh token lifetime in seconds.
+    #[arg(long, env = "REFRESH_TOKEN_TTL_S", default_value_t = chat_auth_service::config::DEFAULT_REFRESH_TOKEN_TTL_S)]
+    refresh_token_ttl_s: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    chat_common::telemetry::init("auth-service");
+
+    if args.jwt_secret.expose() == DEV_JWT_SECRET {
+        tracing::warn!(
+            "JWT_SECRET is not set: using the INSECURE development key; anyone can forge access tokens. Set JWT_SECRET in production!"
+        );
+    }
+    if args.service_token.expose() == DEV_SERVICE_TOKEN {
+        tracing::warn!(
+            "SERVICE_TOKEN is not set: using the INSECURE development credential. Set SERVICE_TOKEN in production!"
+        );
+    }
+    create_sqlite_dir(&args.database_url)?;
+
+    let config = Config {
+        database_url: args.database_url,
+        jwt_secret: args.jwt_secret,
+        service_token: args.service_token,
+        access_token_ttl_s: args.access_token_ttl_s,
+        refresh_token_ttl_s: args.refresh_token_ttl_s,
+    };
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (AUTH_LISTEN)", args.listen))?;
+    let shutdown = Shutdown::new();
+    chat_common::shutdown::cancel_on_signal(shutdown.clone());
+    chat_auth_service::serve(config, listener, shutdown).await
+}
+
+/// SQLite creates the database file but not its directory.
+fn create_sqlite_dir(database_url: &str) -> anyhow::Result<()> {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(()); // in memory
+    }
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
+    }
+    Ok(())
+}

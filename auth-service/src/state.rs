@@ -1,0 +1,33 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use chat_common::token::TokenKeys;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::domain::PasswordHash;
+use crate::store::UserStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn UserStore>,
+    pub keys: TokenKeys,
+    pub access_token_ttl_s: i64,
+    pub refresh_token_ttl_s: i64,
+    /// A hash of a random password, verified against when a login names an
+    /// unknown user so that it takes as long as a wrong password.
+    pub dummy_hash: Arc<OnceCell<PasswordHash>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn UserStore>, config: &Config) -> AppState {
+        AppState {
+            store,
+            keys: TokenKeys::new(&config.jwt_secret),
+            access_token_ttl_s: config.access_token_ttl_s,
+            refresh_token_ttl_s: config.refresh_token_ttl_s,
+            dummy_hash: Arc::new(OnceCell::new()),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The embedded mode: all four parts of the system in one process, wired
+//! over real gRPC on loopback (the gateway never calls a service's code),
+//! storing in SQLite files under one data directory and spreading events
+//! through in-process pub/sub and event bus.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chat_common::config::load_or_create_secret;
+use chat_common::db::sqlite_url;
+use chat_common::{Backends, Shutdown};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the gateway serves HTTP and WebSocket.
+    pub listen: String,
+    /// SQLite databases and generated secrets live here.
+    pub data_dir: PathBuf,
+    pub gateway_limits: chat_gateway::Limits,
+    pub recall_window: Duration,
+    pub presence_ttl: Duration,
+}
+
+impl Options {
+    pub fn new(listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            listen: listen.into(),
+            data_dir: data_dir.into(),
+            gateway_limits: chat_gateway::Limits::default(),
+            recall_window: Duration::from_secs(120),
+            presence_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running system.
+pub struct System {
+    /// The gateway's HTTP and WebSocket address.
+    pub addr: SocketAddr,
+    pub auth_addr: SocketAddr,
+    pub message_addr: SocketAddr,
+    pub presence_addr: SocketAddr,
+    /// The credential internal callers present.
+    pub service_token: chat_common::Secret,
+    shutdown: Shutdown,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl System {
+    /// Stops every part and waits for them to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Runs until shutdown is requested or a part fails.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        while let Some(result) = self.tasks.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.shutdown.cancel();
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.shutdown.cancel();
+                    return Err(e).context("a part of the system panicked");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+}
+
+async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Starts the system. Returns once every part listens; the first start on a
+/// data directory creates its databases and secrets, later starts reuse them.
+pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<System> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    let jwt_secret = load_or_create_secret(&options.data_dir.join("jwt-secret"))?;
+    let service_token = load_or_create_secret(&options.data_dir.join("service-token"))?;
+    let backends = Backends::in_process();
+
+    let gateway_listener = TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = gateway_listener.local_addr()?;
+    let (auth_listener, auth_addr) = loopback().await?;
+    let (message_listener, message_addr) = loopback().await?;
+    let (presence_listener, presence_addr) = loopback().await?;
+
+    let mut tasks = JoinSet::new();
+    let auth = chat_auth_service::Config {
+        database_url: sqlite_url(&options.data_dir, "auth.db"),
+        jwt_secret: jwt_secret.clone(),
+        service_token: service_token.clone(),
+        access_token_ttl_s: 900,
+        refresh_token_ttl_s: 30 * 24 * 3600,
+    };
+    tasks.spawn(chat_auth_service::serve(auth, auth_listener, shutdown.clone()));
+
+    let message = chat_message_service::Config {
+        database_url: sqlite_url(&options.data_dir, "message.db"),
+        service_token: service_token.clone(),
+        backends: backends.clone(),
+        recall_window: options.recall_window,
+        max_text_chars: 4000,
+        max_attachment_bytes: options.gateway_limits.max_attachment_bytes,
+    };
+    tasks.spawn(chat_message_service::serve(message, message_listener, shutdown.clone()));
+
+    let presence = chat_presence_service::Config {
+        service_token: service_token.clone(),
+        backends: backends.clone(),
+        connection_ttl: options.presence_ttl,
+        sweep_interval: Duration::from_secs(1),
+    };
+    tasks.spawn(chat_presence_service::serve(presence, presence_listener, shutdown.clone()));
+
+    let gateway = chat_gateway::Config {
+        gateway_id: "embedded".to_owned(),
+        auth_addr: format!("http://{auth_addr}"),
+        message_addr: format!("http://{message_addr}"),
+        presence_addr: format!("http://{presence_addr}"),
+        jwt_secret,
+        service_token: service_token.clone(),
+        backends,
+        allowed_origins: Vec::new(),
+        limits: options.gateway_limits.clone(),
+    };
+    tasks.spawn(chat_gateway::serve(gateway, gateway_listener, shutdown.clone()));
+
+    Ok(System {
+        addr,
+        auth_addr,
+        message_addr,
+        presence_addr,
+        service_token,
+        shutdown,
+        tasks,
+    })
+}

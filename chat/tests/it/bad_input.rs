@@ -1,0 +1,173 @@
+//! Bad input gets a clear error and the connection stays usable; only abuse
+//! closes it.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::TestSystem;
+
+async fn still_usable(ws: &mut crate::support::Ws) -> anyhow::Result<()> {
+    let pong = ws.request(json!({"type": "ping"})).await?;
+    assert_eq!(pong["type"], "pong");
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_frames_get_errors_and_the_connection_stays_open() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let alice = t.register("alice").await?;
+    let mut ws = t.ws(&alice).await?;
+
+    ws.send_raw("{not json").await?;
+    let error = ws.next_of("error").await?;
+    assert_eq!(error["code"], "invalid_argument");
+    still_usable(&mut ws).await?;
+
+    ws.send_raw("[1,2,3]").await?;
+    assert_eq!(ws.next_of("error").await?["code"], "invalid_argument");
+
+    let error = ws.request(json!({"type": "shout"})).await?;
+    assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("invalid_argument")));
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("shout")));
+
+    let error = ws.request(json!({"type": "send", "room": "r"})).await?;
+    assert_eq!(error["code"], "invalid_argument");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("client_msg_id")));
+
+    let error = ws.request(json!({"type": "history", "room": 42})).await?;
+    assert_eq!(error["code"], "invalid_argument");
+    let error = ws.request(json!({"no_type": true})).await?;
+    assert_eq!(error["code"], "invalid_argument");
+    still_usable(&mut ws).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_rooms_and_non_members_are_refused() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let alice = t.register("alice").await?;
+    let mallory = t.register("mallory").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    let mut a = t.ws(&alice).await?;
+    let mut m = t.ws(&mallory).await?;
+
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let error = m.request(json!({"type": "send", "room": unknown, "text": "x", "client_msg_id": "1"})).await?;
+    assert_eq!(error["code"], "not_found");
+    let error = m.request(json!({"type": "send", "room": room, "text": "x", "client_msg_id": "1"})).await?;
+    assert_eq!(error["code"], "forbidden");
+    let error = m.request(json!({"type": "history", "room": room})).await?;
+    assert_eq!(error["code"], "forbidden");
+    let (status, body) = t.get(&format!("/rooms/{room}/messages"), Some(&mallory.token)).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let error = m.request(json!({"type": "typing", "room": room})).await?;
+    assert_eq!(error["code"], "forbidden");
+    a.assert_no("typing").await?;
+    still_usable(&mut m).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_over_the_limit_is_too_large() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let alice = t.register("alice").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    let mut ws = t.ws(&alice).await?;
+    let error = ws
+        .request(json!({"type": "send", "room": room, "text": "é".repeat(4001), "client_msg_id": "big"}))
+        .await?;
+    assert_eq!(error["code"], "too_large");
+    // 4,000 characters of two bytes each is within the limit.
+    let ack = ws
+        .request(json!({"type": "send", "room": room, "text": "é".repeat(4000), "client_msg_id": "ok"}))
+        .await?;
+    assert_eq!(ack["message"]["seq"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_closes_with_1009() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let alice = t.register("alice").await?;
+    let mut ws = t.ws(&alice).await?;
+    let huge = format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(65 * 1024));
+    ws.send_raw(&huge).await?;
+    assert_eq!(ws.closed().await?, 1009);
+    Ok(())
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_then_closed_with_1008() -> anyhow::Result<()> {
+    let t = TestSystem::start_with(|o| {
+        o.gateway_limits.frames_per_second = 1;
+        o.gateway_limits.frame_burst = 5;
+        o.gateway_limits.abuse_rejections = 10;
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let mut ws = t.ws(&alice).await?;
+    for _ in 0..10 {
+        ws.send(json!({"type": "ping"})).await?;
+    }
+    let mut kinds = Vec::new();
+    for _ in 0..10 {
+        kinds.push(ws.next().await?["type"].as_str().unwrap_or("?").to_owned());
+    }
+    assert_eq!(kinds[..5], ["pong"; 5]);
+    assert_eq!(kinds[5..], ["error"; 5]);
+    for _ in 0..10 {
+        ws.send(json!({"type": "ping"})).await?;
+    }
+    assert_eq!(ws.closed().await?, 1008);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cross_site_origin_is_refused_at_the_handshake() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let alice = t.register("alice").await?;
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    request.headers_mut().insert("origin", "https://evil.example".parse()?);
+    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => anyhow::bail!("expected 403, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // The same origin as the gateway's host is fine.
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    let host = t.base.trim_start_matches("http://").to_owned();
+    request.headers_mut().insert("origin", format!("http://{host}").parse()?);
+    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut ws = crate::support::Ws::from_stream(stream);
+    assert_eq!(ws.next_of("ready").await?["user"]["id"], alice.id.as_str());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
+    let t = TestSystem::start_with(|o| {
+        o.gateway_limits.ping_interval = Duration::from_millis(100);
+        o.gateway_limits.idle_timeout = Duration::from_millis(300);
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    // tungstenite answers pings only while the socket is read; this client
+    // reads nothing, so it stays silent.
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut ws = crate::support::Ws::from_stream(stream);
+    assert_eq!(ws.closed().await?, 1001);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_api_paths_are_not_found_in_the_protocol_format() -> anyhow::Result<()> {
+    let t = TestSystem::start().await?;
+    let (status, body) = t.get("/nope", None).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    Ok(())
+}
