@@ -141,7 +141,11 @@ impl EventBus for InProcessBus {
             queues.retain(|q| !q.tx.is_closed());
             queues
                 .iter()
-                .filter(|q| q.bindings.iter().any(|b| topic_matches(b, &message.routing_key)))
+                .filter(|q| {
+                    q.bindings
+                        .iter()
+                        .any(|b| topic_matches(b, &message.routing_key))
+                })
                 .map(|q| q.tx.clone())
                 .collect()
         };

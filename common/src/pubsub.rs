@@ -37,7 +37,10 @@ pub const SUBSCRIBER_QUEUE: usize = 65_536;
 
 #[derive(Debug, Clone)]
 pub enum SubscriberEvent {
-    Message { channel: Arc<str>, payload: Bytes },
+    Message {
+        channel: Arc<str>,
+        payload: Bytes,
+    },
     /// The backend lost its connection and has subscribed every channel
     /// again; anything published in between was lost.
     Resubscribed,

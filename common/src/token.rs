@@ -119,7 +119,10 @@ mod tests {
         let keys = TokenKeys::new(&Secret::new("k"));
         let claims = keys.verify(&keys.sign(&alice(), "user", 60)?)?;
         assert_eq!(claims.identity(), alice());
-        assert_eq!((claims.iss.as_str(), claims.aud.as_str()), (ISSUER, AUDIENCE));
+        assert_eq!(
+            (claims.iss.as_str(), claims.aud.as_str()),
+            (ISSUER, AUDIENCE)
+        );
         assert_eq!(claims.exp - claims.iat, 60);
         Ok(())
     }

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use chat_common::pubsub::{SubscriberEvent, channels};
-use chat_proto::events::v1::{
-    PresenceChanged, RoomEvent, UserEvent, room_event, user_event,
-};
+use chat_proto::events::v1::{PresenceChanged, RoomEvent, UserEvent, room_event, user_event};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -69,13 +67,16 @@ fn room_event(state: &AppState, room: &str, event: RoomEvent) {
     match event {
         room_event::Event::MessageCreated(message) => {
             let seq = message.seq;
-            let frame = frame(json!({"type": "message", "room": room, "message": wire::message(&message)}));
+            let frame =
+                frame(json!({"type": "message", "room": room, "message": wire::message(&message)}));
             for conn in conns {
                 conn.deliver_message(room, seq, &frame);
             }
         }
         room_event::Event::MessageEdited(message) => {
-            let frame = frame(json!({"type": "message_edited", "room": room, "message": wire::message(&message)}));
+            let frame = frame(
+                json!({"type": "message_edited", "room": room, "message": wire::message(&message)}),
+            );
             send_all(&conns, &frame);
         }
         room_event::Event::MessageDeleted(deleted) => {
@@ -132,7 +133,9 @@ async fn user_event(state: &AppState, user_id: &str, event: UserEvent) {
     match event {
         user_event::Event::RoomAdded(added) => {
             let conns = state.hub.add_room_for_user(user_id, &added.room).await;
-            let frame = frame(json!({"type": "room_added", "room": added.room, "last_seq": added.last_seq}));
+            let frame = frame(
+                json!({"type": "room_added", "room": added.room, "last_seq": added.last_seq}),
+            );
             send_all(&conns, &frame);
             if !conns.is_empty() {
                 state.sync_presence_rooms(user_id);
@@ -140,14 +143,18 @@ async fn user_event(state: &AppState, user_id: &str, event: UserEvent) {
         }
         user_event::Event::RoomRemoved(removed) => {
             let conns = state.hub.remove_room_for_user(user_id, &removed.room).await;
-            let frame = frame(json!({"type": "room_removed", "room": removed.room, "reason": removed.reason}));
+            let frame = frame(
+                json!({"type": "room_removed", "room": removed.room, "reason": removed.reason}),
+            );
             send_all(&conns, &frame);
             if !conns.is_empty() {
                 state.sync_presence_rooms(user_id);
             }
         }
         user_event::Event::Muted(muted) => {
-            let frame = frame(json!({"type": "muted", "room": muted.room, "until": wire::time(muted.until.as_ref())}));
+            let frame = frame(
+                json!({"type": "muted", "room": muted.room, "until": wire::time(muted.until.as_ref())}),
+            );
             send_all(&state.hub.of_user(user_id), &frame);
         }
         user_event::Event::Unmuted(unmuted) => {

@@ -34,7 +34,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the gateway on `listener` until `shutdown`, then closes every
 /// socket with 1012 so clients reconnect elsewhere and resume.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let credential = ServiceAuth::new(config.service_token.clone())?;
     let services = Services::connect(
         &config.auth_addr,

@@ -17,9 +17,19 @@ struct Args {
     message_addr: String,
     #[arg(long, env = "PRESENCE_ADDR", default_value = "http://127.0.0.1:50053")]
     presence_addr: String,
-    #[arg(long, env = "JWT_SECRET", default_value = "insecure-dev-jwt-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        default_value = "insecure-dev-jwt-secret",
+        hide_env_values = true
+    )]
     jwt_secret: Secret,
-    #[arg(long, env = "SERVICE_TOKEN", default_value = "insecure-dev-service-token", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SERVICE_TOKEN",
+        default_value = "insecure-dev-service-token",
+        hide_env_values = true
+    )]
     service_token: Secret,
     /// Comma-separated origins allowed to open WebSockets besides the
     /// gateway's own; `*` allows any.
@@ -36,7 +46,9 @@ async fn main() -> anyhow::Result<()> {
     if args.jwt_secret.expose() == "insecure-dev-jwt-secret"
         || args.service_token.expose() == "insecure-dev-service-token"
     {
-        tracing::warn!("JWT_SECRET or SERVICE_TOKEN is the insecure development default; set both in production");
+        tracing::warn!(
+            "JWT_SECRET or SERVICE_TOKEN is the insecure development default; set both in production"
+        );
     }
     let limits = chat_gateway::Limits {
         max_attachment_bytes: args.max_attachment_bytes,

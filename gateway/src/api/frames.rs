@@ -52,8 +52,20 @@ fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
 pub async fn handle(ctx: &Context<'_>, text: &str) {
     let mut fields = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(fields)) => fields,
-        Ok(_) => return send_error(ctx.conn, None, &ApiError::invalid("a frame must be a JSON object")),
-        Err(e) => return send_error(ctx.conn, None, &ApiError::invalid(format!("malformed JSON: {e}"))),
+        Ok(_) => {
+            return send_error(
+                ctx.conn,
+                None,
+                &ApiError::invalid("a frame must be a JSON object"),
+            );
+        }
+        Err(e) => {
+            return send_error(
+                ctx.conn,
+                None,
+                &ApiError::invalid(format!("malformed JSON: {e}")),
+            );
+        }
     };
     let reference = fields.remove("ref");
     let kind = match fields.remove("type") {
@@ -90,7 +102,11 @@ async fn dispatch(
         "join" => {
             let RoomFrame { room } = parse(kind, fields)?;
             let room = http::join(ctx.state, &ctx.identity, room).await?;
-            reply(ctx.conn, reference, json!({"type": "ack", "room": wire::room(&room)}));
+            reply(
+                ctx.conn,
+                reference,
+                json!({"type": "ack", "room": wire::room(&room)}),
+            );
             Ok(())
         }
         "leave" => {
@@ -132,9 +148,20 @@ async fn send(ctx: &Context<'_>, frame: SendFrame, reference: Option<&Value>) ->
         reply_to: frame.reply_to,
         attachment_id: frame.attachment_id,
     });
-    let reply_msg = ctx.state.services.messages.clone().send_message(request).await?.into_inner();
+    let reply_msg = ctx
+        .state
+        .services
+        .messages
+        .clone()
+        .send_message(request)
+        .await?
+        .into_inner();
     let message = reply_msg.message.unwrap_or_default();
-    reply(ctx.conn, reference, json!({"type": "ack", "message": wire::message(&message)}));
+    reply(
+        ctx.conn,
+        reference,
+        json!({"type": "ack", "message": wire::message(&message)}),
+    );
     Ok(())
 }
 
@@ -151,8 +178,19 @@ async fn edit(ctx: &Context<'_>, frame: EditFrame, reference: Option<&Value>) ->
         seq: frame.seq,
         text: frame.text,
     });
-    let message = ctx.state.services.messages.clone().edit_message(request).await?.into_inner();
-    reply(ctx.conn, reference, json!({"type": "ack", "message": wire::message(&message)}));
+    let message = ctx
+        .state
+        .services
+        .messages
+        .clone()
+        .edit_message(request)
+        .await?
+        .into_inner();
+    reply(
+        ctx.conn,
+        reference,
+        json!({"type": "ack", "message": wire::message(&message)}),
+    );
     Ok(())
 }
 
@@ -167,8 +205,19 @@ async fn delete(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -
         room: frame.room,
         seq: frame.seq,
     });
-    let message = ctx.state.services.messages.clone().delete_message(request).await?.into_inner();
-    reply(ctx.conn, reference, json!({"type": "ack", "message": wire::message(&message)}));
+    let message = ctx
+        .state
+        .services
+        .messages
+        .clone()
+        .delete_message(request)
+        .await?
+        .into_inner();
+    reply(
+        ctx.conn,
+        reference,
+        json!({"type": "ack", "message": wire::message(&message)}),
+    );
     Ok(())
 }
 
@@ -180,7 +229,11 @@ struct HistoryFrame {
     limit: Option<u32>,
 }
 
-async fn history(ctx: &Context<'_>, frame: HistoryFrame, reference: Option<&Value>) -> ApiResult<()> {
+async fn history(
+    ctx: &Context<'_>,
+    frame: HistoryFrame,
+    reference: Option<&Value>,
+) -> ApiResult<()> {
     let room = frame.room.clone();
     let request = http::history_request(frame.room, frame.before, frame.after, frame.limit)?;
     let page = ctx
@@ -232,17 +285,27 @@ async fn replay(ctx: &Context<'_>, room: &str, after: i64) -> ApiResult<i64> {
     let mut cursor = after;
     let mut sent = 0;
     loop {
-        let limit = u32::try_from((RESUME_LIMIT - sent).min(i64::from(RESUME_PAGE))).unwrap_or(RESUME_PAGE);
+        let limit =
+            u32::try_from((RESUME_LIMIT - sent).min(i64::from(RESUME_PAGE))).unwrap_or(RESUME_PAGE);
         let request = ctx.identity.request(msg::HistoryRequest {
             room: room.to_owned(),
             before: None,
             after: Some(cursor),
             limit,
         });
-        let page = ctx.state.services.messages.clone().history(request).await?.into_inner();
+        let page = ctx
+            .state
+            .services
+            .messages
+            .clone()
+            .history(request)
+            .await?
+            .into_inner();
         for message in &page.messages {
             let frame = json!({"type": "message", "room": room, "message": wire::message(message)});
-            ctx.conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
+            ctx.conn
+                .send_waiting(Utf8Bytes::from(frame.to_string()))
+                .await;
             cursor = message.seq;
             sent += 1;
         }
@@ -251,7 +314,9 @@ async fn replay(ctx: &Context<'_>, room: &str, after: i64) -> ApiResult<i64> {
         }
         if sent >= RESUME_LIMIT {
             let frame = json!({"type": "resume_truncated", "room": room, "next_seq": cursor + 1});
-            ctx.conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
+            ctx.conn
+                .send_waiting(Utf8Bytes::from(frame.to_string()))
+                .await;
             return Ok(cursor);
         }
     }
@@ -261,7 +326,10 @@ fn member_of(ctx: &Context<'_>, room: &str) -> ApiResult<()> {
     if ctx.conn.in_room(room) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::Forbidden, "not a member of this room"))
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "not a member of this room",
+        ))
     }
 }
 
@@ -289,8 +357,19 @@ async fn read(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -> 
         seq: frame.seq,
         origin_connection_id: ctx.conn.session_id.clone(),
     });
-    let position = ctx.state.services.messages.clone().mark_read(request).await?.into_inner();
-    ack_if_asked(ctx.conn, reference, json!({"type": "ack", "last_read_seq": position.last_read_seq}));
+    let position = ctx
+        .state
+        .services
+        .messages
+        .clone()
+        .mark_read(request)
+        .await?
+        .into_inner();
+    ack_if_asked(
+        ctx.conn,
+        reference,
+        json!({"type": "ack", "last_read_seq": position.last_read_seq}),
+    );
     Ok(())
 }
 
@@ -302,13 +381,33 @@ struct PresenceFrame {
 /// Largest `presence` query.
 const MAX_PRESENCE_QUERY: usize = 500;
 
-async fn presence_query(ctx: &Context<'_>, frame: PresenceFrame, reference: Option<&Value>) -> ApiResult<()> {
+async fn presence_query(
+    ctx: &Context<'_>,
+    frame: PresenceFrame,
+    reference: Option<&Value>,
+) -> ApiResult<()> {
     if frame.user_ids.len() > MAX_PRESENCE_QUERY {
-        return Err(ApiError::invalid(format!("at most {MAX_PRESENCE_QUERY} user_ids per query")));
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_PRESENCE_QUERY} user_ids per query"
+        )));
     }
-    let request = presence::GetPresenceRequest { user_ids: frame.user_ids };
-    let users = ctx.state.services.presence.clone().get_presence(request).await?.into_inner().users;
+    let request = presence::GetPresenceRequest {
+        user_ids: frame.user_ids,
+    };
+    let users = ctx
+        .state
+        .services
+        .presence
+        .clone()
+        .get_presence(request)
+        .await?
+        .into_inner()
+        .users;
     let users: Vec<Value> = users.iter().map(wire::user_presence).collect();
-    reply(ctx.conn, reference, json!({"type": "presence", "users": users}));
+    reply(
+        ctx.conn,
+        reference,
+        json!({"type": "presence", "users": users}),
+    );
     Ok(())
 }

@@ -165,7 +165,13 @@ pub async fn get_user(state: &AppState, user_id: &str) -> ApiResult<auth::User> 
     let request = auth::GetUserRequest {
         user_id: user_id.to_owned(),
     };
-    Ok(state.services.auth.clone().get_user(request).await?.into_inner())
+    Ok(state
+        .services
+        .auth
+        .clone()
+        .get_user(request)
+        .await?
+        .into_inner())
 }
 
 #[derive(Deserialize)]
@@ -200,7 +206,14 @@ async fn search_users(
         prefix: query.q,
         limit: 20,
     };
-    let users = state.services.auth.clone().search_users(request).await?.into_inner().users;
+    let users = state
+        .services
+        .auth
+        .clone()
+        .search_users(request)
+        .await?
+        .into_inner()
+        .users;
     let statuses = presence_of(&state, users.iter().map(|u| u.id.clone()).collect()).await;
     let users: Vec<Value> = users
         .iter()
@@ -208,8 +221,14 @@ async fn search_users(
             let mut value = wire::user(u);
             let p = statuses.iter().find(|p| p.user_id == u.id);
             if let Value::Object(fields) = &mut value {
-                fields.insert("status".into(), wire::status(p.map_or(0, |p| p.status)).into());
-                fields.insert("last_seen".into(), wire::time(p.and_then(|p| p.last_seen.as_ref())));
+                fields.insert(
+                    "status".into(),
+                    wire::status(p.map_or(0, |p| p.status)).into(),
+                );
+                fields.insert(
+                    "last_seen".into(),
+                    wire::time(p.and_then(|p| p.last_seen.as_ref())),
+                );
             }
             value
         })
@@ -243,7 +262,9 @@ pub fn parse_visibility(v: &str) -> ApiResult<msg::Visibility> {
     match v {
         "public" => Ok(msg::Visibility::Public),
         "private" => Ok(msg::Visibility::Private),
-        _ => Err(ApiError::invalid("visibility must be \"public\" or \"private\"")),
+        _ => Err(ApiError::invalid(
+            "visibility must be \"public\" or \"private\"",
+        )),
     }
 }
 
@@ -256,9 +277,18 @@ async fn create_room(
         name: body.name,
         visibility: parse_visibility(&body.visibility)? as i32,
     });
-    let room = state.services.messages.clone().create_room(request).await?.into_inner();
+    let room = state
+        .services
+        .messages
+        .clone()
+        .create_room(request)
+        .await?
+        .into_inner();
     joined(&state, &claims.sub, &room.id).await;
-    Ok((StatusCode::CREATED, Json(json!({"room": wire::room(&room)}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"room": wire::room(&room)})),
+    ))
 }
 
 /// Puts the user's local connections in a room they just entered, so their
@@ -270,16 +300,38 @@ async fn joined(state: &AppState, user_id: &str, room: &str) {
     }
 }
 
-async fn my_rooms(State(state): State<AppState>, AuthUser(claims): AuthUser) -> ApiResult<Json<Value>> {
+async fn my_rooms(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> ApiResult<Json<Value>> {
     let request = claims.identity().request(msg::ListMyRoomsRequest {});
-    let rooms = state.services.messages.clone().list_my_rooms(request).await?.into_inner().rooms;
+    let rooms = state
+        .services
+        .messages
+        .clone()
+        .list_my_rooms(request)
+        .await?
+        .into_inner()
+        .rooms;
     let rooms: Vec<Value> = rooms.iter().map(wire::my_room).collect();
     Ok(Json(json!({"rooms": rooms})))
 }
 
-async fn public_rooms(State(state): State<AppState>, AuthUser(claims): AuthUser) -> ApiResult<Json<Value>> {
-    let request = claims.identity().request(msg::ListPublicRoomsRequest { limit: 100 });
-    let rooms = state.services.messages.clone().list_public_rooms(request).await?.into_inner().rooms;
+async fn public_rooms(
+    State(state): State<AppState>,
+    AuthUser(claims): AuthUser,
+) -> ApiResult<Json<Value>> {
+    let request = claims
+        .identity()
+        .request(msg::ListPublicRoomsRequest { limit: 100 });
+    let rooms = state
+        .services
+        .messages
+        .clone()
+        .list_public_rooms(request)
+        .await?
+        .into_inner()
+        .rooms;
     let rooms: Vec<Value> = rooms.iter().map(wire::room).collect();
     Ok(Json(json!({"rooms": rooms})))
 }
@@ -290,7 +342,13 @@ async fn get_room(
     Path(room): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let request = claims.identity().request(msg::GetRoomRequest { room });
-    let room = state.services.messages.clone().get_room(request).await?.into_inner();
+    let room = state
+        .services
+        .messages
+        .clone()
+        .get_room(request)
+        .await?
+        .into_inner();
     Ok(Json(json!({"room": wire::room(&room)})))
 }
 
@@ -305,7 +363,13 @@ async fn join_room(
 
 pub async fn join(state: &AppState, identity: &Identity, room: String) -> ApiResult<msg::Room> {
     let request = identity.request(msg::JoinRoomRequest { room });
-    let room = state.services.messages.clone().join_room(request).await?.into_inner();
+    let room = state
+        .services
+        .messages
+        .clone()
+        .join_room(request)
+        .await?
+        .into_inner();
     joined(state, &identity.user_id, &room.id).await;
     Ok(room)
 }
@@ -322,7 +386,12 @@ async fn leave_room(
 pub async fn leave(state: &AppState, identity: &Identity, room: String) -> ApiResult<()> {
     let request = identity.request(msg::LeaveRoomRequest { room: room.clone() });
     state.services.messages.clone().leave_room(request).await?;
-    if !state.hub.remove_room_for_user(&identity.user_id, &room).await.is_empty() {
+    if !state
+        .hub
+        .remove_room_for_user(&identity.user_id, &room)
+        .await
+        .is_empty()
+    {
         state.sync_presence_rooms(&identity.user_id);
     }
     Ok(())
@@ -334,7 +403,14 @@ async fn members(
     Path(room): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let request = claims.identity().request(msg::ListMembersRequest { room });
-    let members = state.services.messages.clone().list_members(request).await?.into_inner().members;
+    let members = state
+        .services
+        .messages
+        .clone()
+        .list_members(request)
+        .await?
+        .into_inner()
+        .members;
     let statuses = presence_of(&state, members.iter().map(|m| m.user_id.clone()).collect()).await;
     let members: Vec<Value> = members
         .iter()
@@ -372,11 +448,17 @@ async fn add_member(
         username: user.username,
         display_name: user.display_name,
     });
-    let member = state.services.messages.clone().add_member(request).await?.into_inner();
+    let member = state
+        .services
+        .messages
+        .clone()
+        .add_member(request)
+        .await?
+        .into_inner();
     joined(&state, &user.id, &room).await;
-    let member = member.member.map(|m| {
-        json!({"user_id": m.user_id, "username": m.username, "role": wire::role(m.role)})
-    });
+    let member = member
+        .member
+        .map(|m| json!({"user_id": m.user_id, "username": m.username, "role": wire::role(m.role)}));
     Ok((StatusCode::CREATED, Json(json!({"member": member}))))
 }
 
@@ -437,7 +519,13 @@ async fn open_dm(
         username: other.username,
         display_name: other.display_name,
     });
-    let reply = state.services.messages.clone().open_direct(request).await?.into_inner();
+    let reply = state
+        .services
+        .messages
+        .clone()
+        .open_direct(request)
+        .await?
+        .into_inner();
     let room = reply.room.unwrap_or_default();
     let status = if reply.created {
         joined(&state, &claims.sub, &room.id).await;
@@ -493,7 +581,9 @@ async fn history(
         .history(claims.identity().request(request))
         .await?
         .into_inner();
-    Ok(Json(json!({"messages": wire::messages(&reply.messages), "has_more": reply.has_more})))
+    Ok(Json(
+        json!({"messages": wire::messages(&reply.messages), "has_more": reply.has_more}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -513,7 +603,12 @@ async fn upload(
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
     let max = state.config.limits.max_attachment_bytes;
-    let too_large = || ApiError::new(ErrorCode::TooLarge, format!("attachments are limited to {max} bytes"));
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("attachments are limited to {max} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -547,7 +642,11 @@ async fn upload(
         let mut total: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| {
-                if total >= max { too_large() } else { ApiError::invalid("the upload was interrupted") }
+                if total >= max {
+                    too_large()
+                } else {
+                    ApiError::invalid("the upload was interrupted")
+                }
             })?;
             total += chunk.len() as u64;
             if total > max {
@@ -573,7 +672,10 @@ async fn upload(
             call.await?.into_inner()
         }
     };
-    Ok((StatusCode::CREATED, Json(json!({"attachment": wire::attachment(&attachment)}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"attachment": wire::attachment(&attachment)})),
+    ))
 }
 
 async fn download(
@@ -581,7 +683,9 @@ async fn download(
     AuthUser(claims): AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let request = claims.identity().request(msg::DownloadAttachmentRequest { attachment_id: id });
+    let request = claims
+        .identity()
+        .request(msg::DownloadAttachmentRequest { attachment_id: id });
     let mut stream = state
         .services
         .messages
@@ -625,8 +729,14 @@ async fn download(
     if let Ok(disposition) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
     Ok(response)
 }
 

@@ -1,8 +1,8 @@
 //! HTTP routing and the extractors every handler shares.
 
+mod frames;
 mod http;
 mod ws;
-mod frames;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -41,7 +41,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 pub fn verify(state: &AppState, token: &str) -> Result<Claims, ApiError> {
     state.keys.verify(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::new(ErrorCode::Unauthorized, "the access token has expired"),
+        TokenError::Expired => {
+            ApiError::new(ErrorCode::Unauthorized, "the access token has expired")
+        }
         TokenError::Invalid => ApiError::unauthorized(),
     })
 }
@@ -79,21 +81,33 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
     if state.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
     }
     let mut services = serde_json::Map::new();
     let mut ready = true;
     for (name, channel) in &state.services.channels {
         let mut client = HealthClient::new(channel.clone());
-        let check = client.check(HealthCheckRequest { service: String::new() });
+        let check = client.check(HealthCheckRequest {
+            service: String::new(),
+        });
         let serving = matches!(
             tokio::time::timeout(std::time::Duration::from_secs(2), check).await,
             Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
         );
         ready &= serving;
-        services.insert((*name).to_owned(), json!(if serving { "serving" } else { "unavailable" }));
+        services.insert(
+            (*name).to_owned(),
+            json!(if serving { "serving" } else { "unavailable" }),
+        );
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({"status": if ready { "ready" } else { "unavailable" }, "services": services});
     (status, Json(body))
 }

@@ -37,7 +37,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if state.is_draining() {
-        return ApiError::new(ErrorCode::Unavailable, "the gateway is shutting down").into_response();
+        return ApiError::new(ErrorCode::Unavailable, "the gateway is shutting down")
+            .into_response();
     }
     if !origin_allowed(&headers, &state.config.allowed_origins) {
         return (
@@ -156,7 +157,8 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
             }))
         })
         .collect();
-    let notifications: Vec<serde_json::Value> = notifications.iter().map(wire::notification).collect();
+    let notifications: Vec<serde_json::Value> =
+        notifications.iter().map(wire::notification).collect();
     conn.send_json(&json!({
         "type": "ready",
         "session_id": conn.session_id,
@@ -174,7 +176,13 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
         user_id: claims.sub.clone(),
         connection_id: conn.session_id.clone(),
     };
-    if let Err(status) = state.services.presence.clone().remove_connection(request).await {
+    if let Err(status) = state
+        .services
+        .presence
+        .clone()
+        .remove_connection(request)
+        .await
+    {
         tracing::warn!(%status, "presence unavailable at disconnect");
     }
     // Make sure the writer finishes (sending a close frame if one is due).
