@@ -89,8 +89,12 @@ async fn loopback() -> anyhow::Result<(TcpListener, SocketAddr)> {
 /// Starts the system. Returns once every part listens; the first start on a
 /// data directory creates its databases and secrets, later starts reuse them.
 pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<System> {
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            options.data_dir.display()
+        )
+    })?;
     let jwt_secret = load_or_create_secret(&options.data_dir.join("jwt-secret"))?;
     let service_token = load_or_create_secret(&options.data_dir.join("service-token"))?;
     let backends = Backends::in_process();
@@ -111,7 +115,11 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         access_token_ttl_s: 900,
         refresh_token_ttl_s: 30 * 24 * 3600,
     };
-    tasks.spawn(chat_auth_service::serve(auth, auth_listener, shutdown.clone()));
+    tasks.spawn(chat_auth_service::serve(
+        auth,
+        auth_listener,
+        shutdown.clone(),
+    ));
 
     let message = chat_message_service::Config {
         database_url: sqlite_url(&options.data_dir, "message.db"),
@@ -121,7 +129,11 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         max_text_chars: 4000,
         max_attachment_bytes: options.gateway_limits.max_attachment_bytes,
     };
-    tasks.spawn(chat_message_service::serve(message, message_listener, shutdown.clone()));
+    tasks.spawn(chat_message_service::serve(
+        message,
+        message_listener,
+        shutdown.clone(),
+    ));
 
     let presence = chat_presence_service::Config {
         service_token: service_token.clone(),
@@ -129,7 +141,11 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         connection_ttl: options.presence_ttl,
         sweep_interval: Duration::from_secs(1),
     };
-    tasks.spawn(chat_presence_service::serve(presence, presence_listener, shutdown.clone()));
+    tasks.spawn(chat_presence_service::serve(
+        presence,
+        presence_listener,
+        shutdown.clone(),
+    ));
 
     let gateway = chat_gateway::Config {
         gateway_id: "embedded".to_owned(),
@@ -142,7 +158,11 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         allowed_origins: Vec::new(),
         limits: options.gateway_limits.clone(),
     };
-    tasks.spawn(chat_gateway::serve(gateway, gateway_listener, shutdown.clone()));
+    tasks.spawn(chat_gateway::serve(
+        gateway,
+        gateway_listener,
+        shutdown.clone(),
+    ));
 
     Ok(System {
         addr,

@@ -7,7 +7,10 @@ use chat_common::Shutdown;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "chat", about = "The chat system in one process (SQLite, no servers needed)")]
+#[command(
+    name = "chat",
+    about = "The chat system in one process (SQLite, no servers needed)"
+)]
 struct Args {
     /// Address for HTTP and WebSocket clients.
     #[arg(long, env = "CHAT_LISTEN", default_value = "127.0.0.1:8080")]

@@ -9,16 +9,28 @@ use crate::support::{TestSystem, str_of};
 async fn register_returns_the_user_and_a_token_pair() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let (status, body) = t
-        .post("/auth/register", None, json!({"username": "alice", "password": "correct horse", "display_name": "Alice A."}))
+        .post(
+            "/auth/register",
+            None,
+            json!({"username": "alice", "password": "correct horse", "display_name": "Alice A."}),
+        )
         .await?;
     assert_eq!(status, 201);
     assert_eq!(body["user"]["username"], "alice");
     assert_eq!(body["user"]["display_name"], "Alice A.");
     assert!(body["user"]["id"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(body["user"]["created_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert!(
+        body["user"]["created_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
     assert_eq!(body["expires_in"], 900);
     assert_eq!(str_of(&body["access_token"])?.split('.').count(), 3);
-    assert!(body["refresh_token"].as_str().is_some_and(|s| s.len() >= 32));
+    assert!(
+        body["refresh_token"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 32)
+    );
     Ok(())
 }
 
@@ -27,7 +39,11 @@ async fn a_taken_username_is_a_conflict() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     t.register("alice").await?;
     let (status, body) = t
-        .post("/auth/register", None, json!({"username": "alice", "password": "another one"}))
+        .post(
+            "/auth/register",
+            None,
+            json!({"username": "alice", "password": "another one"}),
+        )
         .await?;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "conflict");
@@ -48,8 +64,16 @@ async fn bad_usernames_and_passwords_are_invalid_arguments() -> anyhow::Result<(
     ];
     for body in cases {
         let (status, reply) = t.post("/auth/register", None, body.clone()).await?;
-        assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("invalid_argument")), "{body}");
-        assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{body}"
+        );
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     Ok(())
 }
@@ -75,20 +99,38 @@ async fn login_checks_the_password() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
-        .post("/auth/login", None, json!({"username": "alice", "password": "correct horse"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
         .await?;
     assert_eq!(status, 200);
     assert_eq!(body["user"]["id"], alice.id.as_str());
 
     let (status, body) = t
-        .post("/auth/login", None, json!({"username": "alice", "password": "wrong horse"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "wrong horse"}),
+        )
         .await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let (status, unknown) = t
-        .post("/auth/login", None, json!({"username": "nobody", "password": "wrong horse"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "nobody", "password": "wrong horse"}),
+        )
         .await?;
     assert_eq!(status, 401);
-    assert_eq!(unknown["error"]["message"], body["error"]["message"], "no user enumeration");
+    assert_eq!(
+        unknown["error"]["message"], body["error"]["message"],
+        "no user enumeration"
+    );
     Ok(())
 }
 
@@ -96,17 +138,37 @@ async fn login_checks_the_password() -> anyhow::Result<()> {
 async fn refresh_rotates_and_reuse_revokes_the_family() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
-    let (status, first) = t.post("/auth/refresh", None, json!({"refresh_token": alice.refresh})).await?;
+    let (status, first) = t
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.refresh}),
+        )
+        .await?;
     assert_eq!(status, 200);
     let rotated = str_of(&first["refresh_token"])?;
     assert_ne!(rotated, alice.refresh);
     let (status, me) = t.get("/me", Some(&str_of(&first["access_token"])?)).await?;
-    assert_eq!((status, me["user"]["username"].as_str()), (200, Some("alice")));
+    assert_eq!(
+        (status, me["user"]["username"].as_str()),
+        (200, Some("alice"))
+    );
 
     // The spent token presented again: refused, and the rotated one dies too.
-    let (status, body) = t.post("/auth/refresh", None, json!({"refresh_token": alice.refresh})).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _) = t.post("/auth/refresh", None, json!({"refresh_token": rotated})).await?;
+    let (status, body) = t
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.refresh}),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = t
+        .post("/auth/refresh", None, json!({"refresh_token": rotated}))
+        .await?;
     assert_eq!(status, 401);
     Ok(())
 }
@@ -115,9 +177,21 @@ async fn refresh_rotates_and_reuse_revokes_the_family() -> anyhow::Result<()> {
 async fn logout_spends_the_refresh_token() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
-    let (status, body) = t.post("/auth/logout", None, json!({"refresh_token": alice.refresh})).await?;
+    let (status, body) = t
+        .post(
+            "/auth/logout",
+            None,
+            json!({"refresh_token": alice.refresh}),
+        )
+        .await?;
     assert_eq!((status, body), (204, serde_json::Value::Null));
-    let (status, _) = t.post("/auth/refresh", None, json!({"refresh_token": alice.refresh})).await?;
+    let (status, _) = t
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.refresh}),
+        )
+        .await?;
     assert_eq!(status, 401);
     Ok(())
 }
@@ -133,7 +207,11 @@ async fn me_needs_a_valid_token() -> anyhow::Result<()> {
 
     for token in [None, Some("garbage"), Some("a.b.c")] {
         let (status, body) = t.get("/me", token).await?;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{token:?}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{token:?}"
+        );
     }
     Ok(())
 }
@@ -143,7 +221,12 @@ async fn display_name_changes() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
-        .call(reqwest::Method::PATCH, "/me", Some(&alice.token), Some(json!({"display_name": "Alice Ünicode"})))
+        .call(
+            reqwest::Method::PATCH,
+            "/me",
+            Some(&alice.token),
+            Some(json!({"display_name": "Alice Ünicode"})),
+        )
         .await?;
     assert_eq!(status, 200);
     assert_eq!(body["user"]["display_name"], "Alice Ünicode");
@@ -157,22 +240,47 @@ async fn password_change_checks_the_old_one_and_revokes_refresh_tokens() -> anyh
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
-        .post("/auth/password", Some(&alice.token), json!({"old_password": "wrong horse", "new_password": "battery staple"}))
+        .post(
+            "/auth/password",
+            Some(&alice.token),
+            json!({"old_password": "wrong horse", "new_password": "battery staple"}),
+        )
         .await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
 
     let (status, _) = t
-        .post("/auth/password", Some(&alice.token), json!({"old_password": "correct horse", "new_password": "battery staple"}))
+        .post(
+            "/auth/password",
+            Some(&alice.token),
+            json!({"old_password": "correct horse", "new_password": "battery staple"}),
+        )
         .await?;
     assert_eq!(status, 204);
-    let (status, _) = t.post("/auth/refresh", None, json!({"refresh_token": alice.refresh})).await?;
-    assert_eq!(status, 401);
     let (status, _) = t
-        .post("/auth/login", None, json!({"username": "alice", "password": "correct horse"}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": alice.refresh}),
+        )
         .await?;
     assert_eq!(status, 401);
     let (status, _) = t
-        .post("/auth/login", None, json!({"username": "alice", "password": "battery staple"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await?;
+    assert_eq!(status, 401);
+    let (status, _) = t
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "battery staple"}),
+        )
         .await?;
     assert_eq!(status, 200);
     Ok(())
@@ -188,7 +296,10 @@ async fn users_are_found_by_prefix_with_presence() -> anyhow::Result<()> {
     let (status, body) = t.get("/users?q=al", Some(&alice.token)).await?;
     assert_eq!(status, 200);
     let users = body["users"].as_array().cloned().unwrap_or_default();
-    let names: Vec<&str> = users.iter().filter_map(|u| u["username"].as_str()).collect();
+    let names: Vec<&str> = users
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
     assert_eq!(names, ["albert", "alice"]);
     assert_eq!(users[0]["status"], "offline");
     assert_eq!(users[1]["status"], "online");

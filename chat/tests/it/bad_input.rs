@@ -28,12 +28,23 @@ async fn malformed_frames_get_errors_and_the_connection_stays_open() -> anyhow::
     assert_eq!(ws.next_of("error").await?["code"], "invalid_argument");
 
     let error = ws.request(json!({"type": "shout"})).await?;
-    assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some("invalid_argument")));
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("shout")));
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("invalid_argument"))
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shout"))
+    );
 
     let error = ws.request(json!({"type": "send", "room": "r"})).await?;
     assert_eq!(error["code"], "invalid_argument");
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("client_msg_id")));
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client_msg_id"))
+    );
 
     let error = ws.request(json!({"type": "history", "room": 42})).await?;
     assert_eq!(error["code"], "invalid_argument");
@@ -53,14 +64,23 @@ async fn unknown_rooms_and_non_members_are_refused() -> anyhow::Result<()> {
     let mut m = t.ws(&mallory).await?;
 
     let unknown = "00000000-0000-0000-0000-000000000000";
-    let error = m.request(json!({"type": "send", "room": unknown, "text": "x", "client_msg_id": "1"})).await?;
+    let error = m
+        .request(json!({"type": "send", "room": unknown, "text": "x", "client_msg_id": "1"}))
+        .await?;
     assert_eq!(error["code"], "not_found");
-    let error = m.request(json!({"type": "send", "room": room, "text": "x", "client_msg_id": "1"})).await?;
+    let error = m
+        .request(json!({"type": "send", "room": room, "text": "x", "client_msg_id": "1"}))
+        .await?;
     assert_eq!(error["code"], "forbidden");
     let error = m.request(json!({"type": "history", "room": room})).await?;
     assert_eq!(error["code"], "forbidden");
-    let (status, body) = t.get(&format!("/rooms/{room}/messages"), Some(&mallory.token)).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (status, body) = t
+        .get(&format!("/rooms/{room}/messages"), Some(&mallory.token))
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let error = m.request(json!({"type": "typing", "room": room})).await?;
     assert_eq!(error["code"], "forbidden");
     a.assert_no("typing").await?;
@@ -75,12 +95,16 @@ async fn text_over_the_limit_is_too_large() -> anyhow::Result<()> {
     let room = t.room(&alice, "lobby", "public").await?;
     let mut ws = t.ws(&alice).await?;
     let error = ws
-        .request(json!({"type": "send", "room": room, "text": "é".repeat(4001), "client_msg_id": "big"}))
+        .request(
+            json!({"type": "send", "room": room, "text": "é".repeat(4001), "client_msg_id": "big"}),
+        )
         .await?;
     assert_eq!(error["code"], "too_large");
     // 4,000 characters of two bytes each is within the limit.
     let ack = ws
-        .request(json!({"type": "send", "room": room, "text": "é".repeat(4000), "client_msg_id": "ok"}))
+        .request(
+            json!({"type": "send", "room": room, "text": "é".repeat(4000), "client_msg_id": "ok"}),
+        )
         .await?;
     assert_eq!(ack["message"]["seq"], 1);
     Ok(())
@@ -91,7 +115,10 @@ async fn a_frame_over_64_kib_closes_with_1009() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let mut ws = t.ws(&alice).await?;
-    let huge = format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(65 * 1024));
+    let huge = format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(65 * 1024)
+    );
     ws.send_raw(&huge).await?;
     assert_eq!(ws.closed().await?, 1009);
     Ok(())
@@ -127,18 +154,30 @@ async fn flooding_is_rate_limited_then_closed_with_1008() -> anyhow::Result<()> 
 async fn a_cross_site_origin_is_refused_at_the_handshake() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
-    request.headers_mut().insert("origin", "https://evil.example".parse()?);
-    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse()?);
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", alice.token).parse()?);
     match tokio_tungstenite::connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
         other => anyhow::bail!("expected 403, got {:?}", other.map(|(_, r)| r.status())),
     }
     // The same origin as the gateway's host is fine.
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
     let host = t.base.trim_start_matches("http://").to_owned();
-    request.headers_mut().insert("origin", format!("http://{host}").parse()?);
-    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{host}").parse()?);
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", alice.token).parse()?);
     let (stream, _) = tokio_tungstenite::connect_async(request).await?;
     let mut ws = crate::support::Ws::from_stream(stream);
     assert_eq!(ws.next_of("ready").await?["user"]["id"], alice.id.as_str());
@@ -155,8 +194,11 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()
     let alice = t.register("alice").await?;
     // tungstenite answers pings only while the socket is read; this client
     // reads nothing, so it stays silent.
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
-    request.headers_mut().insert("authorization", format!("Bearer {}", alice.token).parse()?);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", alice.token).parse()?);
     let (stream, _) = tokio_tungstenite::connect_async(request).await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut ws = crate::support::Ws::from_stream(stream);
@@ -168,6 +210,9 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()
 async fn unknown_api_paths_are_not_found_in_the_protocol_format() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let (status, body) = t.get("/nope", None).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     Ok(())
 }

@@ -18,7 +18,10 @@ async fn header_auth_gets_ready_with_rooms() -> anyhow::Result<()> {
     assert!(ready["session_id"].as_str().is_some_and(|s| !s.is_empty()));
     assert_eq!(ready["user"]["id"], alice.id.as_str());
     assert_eq!(ready["user"]["username"], "alice");
-    assert_eq!(ready["rooms"], json!([{"id": room, "last_seq": 0, "last_read_seq": 0, "unread": 0}]));
+    assert_eq!(
+        ready["rooms"],
+        json!([{"id": room, "last_seq": 0, "last_read_seq": 0, "unread": 0}])
+    );
     assert_eq!(ready["notifications"], json!([]));
     Ok(())
 }
@@ -28,7 +31,8 @@ async fn first_frame_auth_gets_ready() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let mut ws = t.raw_ws().await?;
-    ws.send(json!({"type": "auth", "token": alice.token})).await?;
+    ws.send(json!({"type": "auth", "token": alice.token}))
+        .await?;
     let ready = ws.next().await?;
     assert_eq!(ready["type"], "ready");
     assert_eq!(ready["user"]["id"], alice.id.as_str());
@@ -39,15 +43,20 @@ async fn first_frame_auth_gets_ready() -> anyhow::Result<()> {
 async fn a_bad_token_closes_with_4001() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let mut ws = t.raw_ws().await?;
-    ws.send(json!({"type": "auth", "token": "not-a-token"})).await?;
+    ws.send(json!({"type": "auth", "token": "not-a-token"}))
+        .await?;
     assert_eq!(ws.closed().await?, 4001);
 
     let mut ws = t.raw_ws().await?;
-    ws.send(json!({"type": "send", "room": "x", "text": "hi", "client_msg_id": "1"})).await?;
+    ws.send(json!({"type": "send", "room": "x", "text": "hi", "client_msg_id": "1"}))
+        .await?;
     assert_eq!(ws.closed().await?, 4001, "a first frame that is not auth");
 
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
-    request.headers_mut().insert("authorization", "Bearer garbage".parse()?);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer garbage".parse()?);
     let (stream, _) = tokio_tungstenite::connect_async(request).await?;
     let mut ws = crate::support::Ws::from_stream(stream);
     assert_eq!(ws.closed().await?, 4001);
@@ -56,7 +65,8 @@ async fn a_bad_token_closes_with_4001() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn no_auth_within_the_timeout_closes_with_4001() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| o.gateway_limits.auth_timeout = Duration::from_millis(300)).await?;
+    let t = TestSystem::start_with(|o| o.gateway_limits.auth_timeout = Duration::from_millis(300))
+        .await?;
     let mut ws = t.raw_ws().await?;
     assert_eq!(ws.closed().await?, 4001);
     Ok(())
@@ -86,7 +96,11 @@ async fn a_send_is_acked_and_reaches_every_member_connection() -> anyhow::Result
     assert_eq!(message["text"], "hello @bob");
     assert_eq!(message["client_msg_id"], "c1");
     assert_eq!(message["deleted"], false);
-    assert!(message["created_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert!(
+        message["created_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
 
     for ws in [&mut alice1, &mut alice2, &mut bob1] {
         let event = ws.next_of("message").await?;
@@ -106,14 +120,20 @@ async fn a_repeated_client_msg_id_acks_the_original_and_creates_nothing() -> any
     let mut a = t.ws(&alice).await?;
     let mut b = t.ws(&bob).await?;
 
-    let first = a.request(json!({"type": "send", "room": room, "text": "once", "client_msg_id": "same"})).await?;
-    let again = a.request(json!({"type": "send", "room": room, "text": "twice?", "client_msg_id": "same"})).await?;
+    let first = a
+        .request(json!({"type": "send", "room": room, "text": "once", "client_msg_id": "same"}))
+        .await?;
+    let again = a
+        .request(json!({"type": "send", "room": room, "text": "twice?", "client_msg_id": "same"}))
+        .await?;
     assert_eq!(again["message"], first["message"]);
     assert_eq!(b.next_of("message").await?["message"]["seq"], 1);
     b.assert_no("message").await?;
 
     // De-duplication is per sender: bob may use the same id.
-    let bobs = b.request(json!({"type": "send", "room": room, "text": "mine", "client_msg_id": "same"})).await?;
+    let bobs = b
+        .request(json!({"type": "send", "room": room, "text": "mine", "client_msg_id": "same"}))
+        .await?;
     assert_eq!(bobs["message"]["seq"], 2);
     Ok(())
 }
@@ -147,18 +167,30 @@ async fn seq_is_gap_free_and_in_order_for_concurrent_senders() -> anyhow::Result
     }
     for sender in senders {
         let acked = sender.await??;
-        assert!(acked.windows(2).all(|w| w[0] < w[1]), "one connection's sends get increasing seq: {acked:?}");
+        assert!(
+            acked.windows(2).all(|w| w[0] < w[1]),
+            "one connection's sends get increasing seq: {acked:?}"
+        );
     }
     let mut seen = Vec::new();
     for _ in 0..2 * per_sender {
-        seen.push(watcher.next_of("message").await?["message"]["seq"].as_i64().unwrap_or(-1));
+        seen.push(
+            watcher.next_of("message").await?["message"]["seq"]
+                .as_i64()
+                .unwrap_or(-1),
+        );
     }
     let expected: Vec<i64> = (1..=2 * per_sender as i64).collect();
     assert_eq!(seen, expected);
     Ok(())
 }
 
-async fn fill(t: &TestSystem, user: &crate::support::User, room: &str, n: usize) -> anyhow::Result<()> {
+async fn fill(
+    t: &TestSystem,
+    user: &crate::support::User,
+    room: &str,
+    n: usize,
+) -> anyhow::Result<()> {
     let mut ws = t.ws(user).await?;
     for i in 1..=n {
         ws.request(json!({"type": "send", "room": room, "text": format!("m{i}"), "client_msg_id": format!("fill{i}")}))
@@ -168,7 +200,12 @@ async fn fill(t: &TestSystem, user: &crate::support::User, room: &str, n: usize)
 }
 
 fn seqs(messages: &Value) -> Vec<i64> {
-    messages.as_array().into_iter().flatten().filter_map(|m| m["seq"].as_i64()).collect()
+    messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect()
 }
 
 #[tokio::test]
@@ -179,29 +216,65 @@ async fn history_pages_exactly_over_websocket_and_http() -> anyhow::Result<()> {
     fill(&t, &alice, &room, 12).await?;
     let mut ws = t.ws(&alice).await?;
 
-    let latest = ws.request(json!({"type": "history", "room": room, "limit": 5})).await?;
+    let latest = ws
+        .request(json!({"type": "history", "room": room, "limit": 5}))
+        .await?;
     assert_eq!(latest["type"], "history");
     assert_eq!(latest["room"], room.as_str());
     assert_eq!(seqs(&latest["messages"]), [8, 9, 10, 11, 12]);
     assert_eq!(latest["has_more"], true);
-    let before = ws.request(json!({"type": "history", "room": room, "before": 3, "limit": 5})).await?;
-    assert_eq!((seqs(&before["messages"]), &before["has_more"]), (vec![1, 2], &json!(false)));
-    let after = ws.request(json!({"type": "history", "room": room, "after": 9, "limit": 2})).await?;
-    assert_eq!((seqs(&after["messages"]), &after["has_more"]), (vec![10, 11], &json!(true)));
-    let tail = ws.request(json!({"type": "history", "room": room, "after": 10, "limit": 2})).await?;
-    assert_eq!((seqs(&tail["messages"]), &tail["has_more"]), (vec![11, 12], &json!(false)));
+    let before = ws
+        .request(json!({"type": "history", "room": room, "before": 3, "limit": 5}))
+        .await?;
+    assert_eq!(
+        (seqs(&before["messages"]), &before["has_more"]),
+        (vec![1, 2], &json!(false))
+    );
+    let after = ws
+        .request(json!({"type": "history", "room": room, "after": 9, "limit": 2}))
+        .await?;
+    assert_eq!(
+        (seqs(&after["messages"]), &after["has_more"]),
+        (vec![10, 11], &json!(true))
+    );
+    let tail = ws
+        .request(json!({"type": "history", "room": room, "after": 10, "limit": 2}))
+        .await?;
+    assert_eq!(
+        (seqs(&tail["messages"]), &tail["has_more"]),
+        (vec![11, 12], &json!(false))
+    );
 
-    let (status, body) = t.get(&format!("/rooms/{room}/messages?before=6&limit=3"), Some(&alice.token)).await?;
+    let (status, body) = t
+        .get(
+            &format!("/rooms/{room}/messages?before=6&limit=3"),
+            Some(&alice.token),
+        )
+        .await?;
     assert_eq!(status, 200);
-    assert_eq!((seqs(&body["messages"]), &body["has_more"]), (vec![3, 4, 5], &json!(true)));
+    assert_eq!(
+        (seqs(&body["messages"]), &body["has_more"]),
+        (vec![3, 4, 5], &json!(true))
+    );
     assert_eq!(body["messages"][0]["text"], "m3");
-    let (_, body) = t.get(&format!("/rooms/{room}/messages"), Some(&alice.token)).await?;
+    let (_, body) = t
+        .get(&format!("/rooms/{room}/messages"), Some(&alice.token))
+        .await?;
     assert_eq!(seqs(&body["messages"]), (1..=12).collect::<Vec<i64>>());
     assert_eq!(body["has_more"], false);
 
     for query in ["limit=0", "limit=101", "before=3&after=1", "limit=abc"] {
-        let (status, body) = t.get(&format!("/rooms/{room}/messages?{query}"), Some(&alice.token)).await?;
-        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_argument")), "{query}");
+        let (status, body) = t
+            .get(
+                &format!("/rooms/{room}/messages?{query}"),
+                Some(&alice.token),
+            )
+            .await?;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{query}"
+        );
     }
     Ok(())
 }
@@ -217,7 +290,10 @@ async fn typing_reaches_the_others_in_the_room() -> anyhow::Result<()> {
     let mut b = t.ws(&bob).await?;
     a.send(json!({"type": "typing", "room": room})).await?;
     let typing = b.next_of("typing").await?;
-    assert_eq!(typing, json!({"type": "typing", "room": room, "user_id": alice.id, "username": "alice"}));
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "room": room, "user_id": alice.id, "username": "alice"})
+    );
     a.assert_no("typing").await?;
     Ok(())
 }
@@ -246,21 +322,29 @@ async fn joining_on_one_connection_updates_all_of_the_users_connections() -> any
     assert_eq!(ack["type"], "ack");
     assert_eq!(ack["room"]["id"], room.as_str());
     let joined = a.next_of("member_joined").await?;
-    assert_eq!((&joined["room"], &joined["user_id"]), (&json!(room), &json!(bob.id)));
+    assert_eq!(
+        (&joined["room"], &joined["user_id"]),
+        (&json!(room), &json!(bob.id))
+    );
     let added = b2.next_of("room_added").await?;
     assert_eq!(added["room"], room.as_str());
 
-    a.request(json!({"type": "send", "room": room, "text": "welcome", "client_msg_id": "w"})).await?;
+    a.request(json!({"type": "send", "room": room, "text": "welcome", "client_msg_id": "w"}))
+        .await?;
     assert_eq!(b1.next_of("message").await?["message"]["text"], "welcome");
     assert_eq!(b2.next_of("message").await?["message"]["text"], "welcome");
 
     let ack = b2.request(json!({"type": "leave", "room": room})).await?;
     assert_eq!(ack["type"], "ack");
     let removed = b1.next_of("room_removed").await?;
-    assert_eq!(removed, json!({"type": "room_removed", "room": room, "reason": "left"}));
+    assert_eq!(
+        removed,
+        json!({"type": "room_removed", "room": room, "reason": "left"})
+    );
     let left = a.next_of("member_left").await?;
     assert_eq!(left["user_id"], bob.id.as_str());
-    a.request(json!({"type": "send", "room": room, "text": "gone?", "client_msg_id": "g"})).await?;
+    a.request(json!({"type": "send", "room": room, "text": "gone?", "client_msg_id": "g"}))
+        .await?;
     b1.assert_no("message").await?;
     b2.assert_no("message").await?;
     Ok(())
@@ -277,7 +361,8 @@ async fn resume_replays_what_was_missed_in_order() -> anyhow::Result<()> {
     let mut b = t.ws(&bob).await?;
     assert_eq!(b.ready["rooms"][0]["last_seq"], 5);
     let mut refs = Vec::new();
-    b.send(json!({"type": "resume", "rooms": {room.clone(): 2}, "ref": "res"})).await?;
+    b.send(json!({"type": "resume", "rooms": {room.clone(): 2}, "ref": "res"}))
+        .await?;
     loop {
         let frame = b.next().await?;
         if frame["type"] == "resumed" {
@@ -288,8 +373,13 @@ async fn resume_replays_what_was_missed_in_order() -> anyhow::Result<()> {
         refs.push(frame["message"]["seq"].as_i64().unwrap_or(-1));
     }
     assert_eq!(refs, [3, 4, 5]);
-    let ack = b.request(json!({"type": "resume", "rooms": {"not-my-room": 0}})).await?;
-    assert_eq!((ack["type"].as_str(), ack["code"].as_str()), (Some("error"), Some("forbidden")));
+    let ack = b
+        .request(json!({"type": "resume", "rooms": {"not-my-room": 0}}))
+        .await?;
+    assert_eq!(
+        (ack["type"].as_str(), ack["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
     assert_eq!(b.next_of("resumed").await?["ref"], "r1");
     let _ = str_of(&ack["message"])?;
     Ok(())

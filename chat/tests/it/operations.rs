@@ -2,16 +2,22 @@
 //! restart on the same data directory.
 
 use serde_json::json;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::TestSystem;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
-    let health: serde_json::Value = t.http.get(format!("{}/healthz", t.base)).send().await?.json().await?;
+    let health: serde_json::Value = t
+        .http
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(health, json!({"status": "ok"}));
     let response = t.http.get(format!("{}/readyz", t.base)).send().await?;
     assert_eq!(response.status(), 200);
@@ -33,10 +39,21 @@ async fn every_grpc_service_reports_serving() -> anyhow::Result<()> {
         (system.presence_addr, "chat.presence.v1.PresenceService"),
     ];
     for (addr, name) in services {
-        let mut client = HealthClient::connect(format!("http://{addr}")).await?;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        let mut client = HealthClient::new(channel);
         for service in ["", name] {
-            let reply = client.check(HealthCheckRequest { service: service.to_owned() }).await?;
-            assert_eq!(reply.get_ref().status, ServingStatus::Serving as i32, "{name} {service:?}");
+            let reply = client
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await?;
+            assert_eq!(
+                reply.get_ref().status,
+                ServingStatus::Serving as i32,
+                "{name} {service:?}"
+            );
         }
     }
     Ok(())
@@ -48,17 +65,24 @@ async fn a_restart_on_the_same_data_keeps_users_rooms_messages_and_tokens() -> a
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     let mut ws = t.ws(&alice).await?;
-    ws.request(json!({"type": "send", "room": room, "text": "still here", "client_msg_id": "1"})).await?;
+    ws.request(json!({"type": "send", "room": room, "text": "still here", "client_msg_id": "1"}))
+        .await?;
     drop(ws);
     let dir = t.stop().await?;
 
     let t = TestSystem::start_in(dir, |_| {}).await?;
-    let (status, body) = t.get(&format!("/rooms/{room}/messages"), Some(&alice.token)).await?;
+    let (status, body) = t
+        .get(&format!("/rooms/{room}/messages"), Some(&alice.token))
+        .await?;
     assert_eq!(status, 200, "the old access token is still valid: {body}");
     assert_eq!(body["messages"][0]["text"], "still here");
     assert_eq!(body["messages"][0]["seq"], 1);
     let (status, _) = t
-        .post("/auth/login", None, json!({"username": "alice", "password": "correct horse"}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
         .await?;
     assert_eq!(status, 200);
     Ok(())

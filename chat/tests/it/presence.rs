@@ -19,22 +19,36 @@ async fn a_user_is_offline_only_when_the_last_connection_closes() -> anyhow::Res
 
     let b1 = t.ws(&bob).await?;
     let online = a.next_of("presence").await?;
-    assert_eq!((&online["user_id"], &online["status"]), (&json!(bob.id), &json!("online")));
+    assert_eq!(
+        (&online["user_id"], &online["status"]),
+        (&json!(bob.id), &json!("online"))
+    );
     let b2 = t.ws(&bob).await?;
     b1.close().await?;
     a.assert_no("presence").await?;
 
-    let query = a.request(json!({"type": "presence", "user_ids": [bob.id, carol.id]})).await?;
+    let query = a
+        .request(json!({"type": "presence", "user_ids": [bob.id, carol.id]}))
+        .await?;
     assert_eq!(query["users"][0]["status"], "online");
     assert_eq!(query["users"][1]["status"], "online");
 
     b2.close().await?;
     let offline = a.next_of("presence").await?;
-    assert_eq!((&offline["user_id"], &offline["status"]), (&json!(bob.id), &json!("offline")));
-    assert!(offline["last_seen"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert_eq!(
+        (&offline["user_id"], &offline["status"]),
+        (&json!(bob.id), &json!("offline"))
+    );
+    assert!(
+        offline["last_seen"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
     c.assert_no("presence").await?;
 
-    let query = a.request(json!({"type": "presence", "user_ids": [bob.id]})).await?;
+    let query = a
+        .request(json!({"type": "presence", "user_ids": [bob.id]}))
+        .await?;
     assert_eq!(query["type"], "presence");
     assert_eq!(query["users"][0]["status"], "offline");
     assert_eq!(query["users"][0]["last_seen"], offline["last_seen"]);

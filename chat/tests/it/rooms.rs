@@ -9,7 +9,11 @@ async fn a_created_room_belongs_to_its_creator() -> anyhow::Result<()> {
     let t = TestSystem::start().await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
-        .post("/rooms", Some(&alice.token), json!({"name": "general", "visibility": "public"}))
+        .post(
+            "/rooms",
+            Some(&alice.token),
+            json!({"name": "general", "visibility": "public"}),
+        )
         .await?;
     assert_eq!(status, 201);
     let room = &body["room"];
@@ -39,9 +43,15 @@ async fn bad_room_bodies_are_refused() -> anyhow::Result<()> {
         json!({"visibility": "public"}),
     ] {
         let (status, reply) = t.post("/rooms", Some(&alice.token), body.clone()).await?;
-        assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("invalid_argument")), "{body}");
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{body}"
+        );
     }
-    let (status, _) = t.post("/rooms", None, json!({"name": "x", "visibility": "public"})).await?;
+    let (status, _) = t
+        .post("/rooms", None, json!({"name": "x", "visibility": "public"}))
+        .await?;
     assert_eq!(status, 401);
     Ok(())
 }
@@ -56,16 +66,45 @@ async fn only_public_rooms_are_discoverable_and_joinable() -> anyhow::Result<()>
 
     let (status, body) = t.get("/rooms/public", Some(&bob.token)).await?;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = body["rooms"].as_array().into_iter().flatten().filter_map(|r| r["id"].as_str()).collect();
+    let ids: Vec<&str> = body["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
     assert_eq!(ids, [public.as_str()]);
 
-    let (status, body) = t.post(&format!("/rooms/{public}/join"), Some(&bob.token), json!({})).await?;
+    let (status, body) = t
+        .post(
+            &format!("/rooms/{public}/join"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await?;
     assert_eq!(status, 200);
     assert_eq!(body["room"]["id"], public.as_str());
-    let (status, body) = t.post(&format!("/rooms/{private}/join"), Some(&bob.token), json!({})).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
-    let (status, body) = t.post("/rooms/00000000-0000-0000-0000-000000000000/join", Some(&bob.token), json!({})).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = t
+        .post(
+            &format!("/rooms/{private}/join"),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, body) = t
+        .post(
+            "/rooms/00000000-0000-0000-0000-000000000000/join",
+            Some(&bob.token),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     Ok(())
 }
 
@@ -77,7 +116,9 @@ async fn members_are_listed_with_roles_and_leaving_removes() -> anyhow::Result<(
     let room = t.room(&alice, "lobby", "public").await?;
     t.join(&bob, &room).await?;
 
-    let (status, body) = t.get(&format!("/rooms/{room}/members"), Some(&bob.token)).await?;
+    let (status, body) = t
+        .get(&format!("/rooms/{room}/members"), Some(&bob.token))
+        .await?;
     assert_eq!(status, 200);
     assert_eq!(
         body["members"],
@@ -87,11 +128,15 @@ async fn members_are_listed_with_roles_and_leaving_removes() -> anyhow::Result<(
         ])
     );
 
-    let (status, _) = t.post(&format!("/rooms/{room}/leave"), Some(&bob.token), json!({})).await?;
+    let (status, _) = t
+        .post(&format!("/rooms/{room}/leave"), Some(&bob.token), json!({}))
+        .await?;
     assert_eq!(status, 204);
     let (_, body) = t.get("/rooms", Some(&bob.token)).await?;
     assert_eq!(body["rooms"], json!([]));
-    let (_, body) = t.get(&format!("/rooms/{room}/members"), Some(&alice.token)).await?;
+    let (_, body) = t
+        .get(&format!("/rooms/{room}/members"), Some(&alice.token))
+        .await?;
     assert_eq!(body["members"].as_array().map(Vec::len), Some(1));
     Ok(())
 }
@@ -102,7 +147,12 @@ async fn private_room_members_are_hidden_from_outsiders() -> anyhow::Result<()> 
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "secret", "private").await?;
-    let (status, body) = t.get(&format!("/rooms/{room}/members"), Some(&bob.token)).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (status, body) = t
+        .get(&format!("/rooms/{room}/members"), Some(&bob.token))
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     Ok(())
 }

@@ -29,7 +29,6 @@ pub struct TestSystem {
 
 pub struct User {
     pub id: String,
-    pub username: String,
     pub token: String,
     pub refresh: String,
 }
@@ -54,7 +53,12 @@ impl TestSystem {
         let system = chat::start(options, Shutdown::new()).await?;
         let base = format!("http://{}", system.addr);
         let http = reqwest::Client::builder().timeout(WAIT).build()?;
-        let test = TestSystem { system: Some(system), base, http, dir };
+        let test = TestSystem {
+            system: Some(system),
+            base,
+            http,
+            dir,
+        };
         test.wait_ready().await?;
         Ok(test)
     }
@@ -107,12 +111,22 @@ impl TestSystem {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let text = response.text().await?;
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        };
         Ok((status, value))
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<(u16, Value)> {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
@@ -121,14 +135,17 @@ impl TestSystem {
 
     pub async fn register(&self, username: &str) -> anyhow::Result<User> {
         let (status, body) = self
-            .post("/auth/register", None, json!({"username": username, "password": "correct horse"}))
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": username, "password": "correct horse"}),
+            )
             .await?;
         if status != 201 {
             bail!("register {username}: {status} {body}");
         }
         Ok(User {
             id: str_of(&body["user"]["id"])?,
-            username: username.to_owned(),
             token: str_of(&body["access_token"])?,
             refresh: str_of(&body["refresh_token"])?,
         })
@@ -137,7 +154,11 @@ impl TestSystem {
     /// Creates a room owned by `owner`; returns its id.
     pub async fn room(&self, owner: &User, name: &str, visibility: &str) -> anyhow::Result<String> {
         let (status, body) = self
-            .post("/rooms", Some(&owner.token), json!({"name": name, "visibility": visibility}))
+            .post(
+                "/rooms",
+                Some(&owner.token),
+                json!({"name": name, "visibility": visibility}),
+            )
             .await?;
         if status != 201 {
             bail!("create room: {status} {body}");
@@ -146,7 +167,9 @@ impl TestSystem {
     }
 
     pub async fn join(&self, user: &User, room: &str) -> anyhow::Result<()> {
-        let (status, body) = self.post(&format!("/rooms/{room}/join"), Some(&user.token), json!({})).await?;
+        let (status, body) = self
+            .post(&format!("/rooms/{room}/join"), Some(&user.token), json!({}))
+            .await?;
         if status != 200 {
             bail!("join: {status} {body}");
         }
@@ -164,7 +187,12 @@ impl TestSystem {
             .headers_mut()
             .insert("authorization", format!("Bearer {}", user.token).parse()?);
         let (stream, _) = tokio_tungstenite::connect_async(request).await?;
-        let mut ws = Ws { stream, buffer: VecDeque::new(), next_ref: 0, ready: Value::Null };
+        let mut ws = Ws {
+            stream,
+            buffer: VecDeque::new(),
+            next_ref: 0,
+            ready: Value::Null,
+        };
         ws.ready = ws.next_of("ready").await?;
         Ok(ws)
     }
@@ -172,12 +200,19 @@ impl TestSystem {
     /// A WebSocket with no authentication yet.
     pub async fn raw_ws(&self) -> anyhow::Result<Ws> {
         let (stream, _) = tokio_tungstenite::connect_async(self.ws_url()).await?;
-        Ok(Ws { stream, buffer: VecDeque::new(), next_ref: 0, ready: Value::Null })
+        Ok(Ws {
+            stream,
+            buffer: VecDeque::new(),
+            next_ref: 0,
+            ready: Value::Null,
+        })
     }
 }
 
 pub fn str_of(v: &Value) -> anyhow::Result<String> {
-    v.as_str().map(str::to_owned).with_context(|| format!("expected a string, got {v}"))
+    v.as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("expected a string, got {v}"))
 }
 
 pub struct Ws {
@@ -190,7 +225,12 @@ pub struct Ws {
 
 impl Ws {
     pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ws {
-        Ws { stream, buffer: VecDeque::new(), next_ref: 0, ready: Value::Null }
+        Ws {
+            stream,
+            buffer: VecDeque::new(),
+            next_ref: 0,
+            ready: Value::Null,
+        }
     }
 
     pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
@@ -212,9 +252,14 @@ impl Ws {
                 Err(_) => return Ok(None),
                 Ok(None) => bail!("the socket closed"),
                 Ok(Some(Err(e))) => bail!("socket error: {e}"),
-                Ok(Some(Ok(Message::Text(t)))) => return Ok(Some(serde_json::from_str(t.as_str())?)),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Ok(Some(serde_json::from_str(t.as_str())?));
+                }
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    bail!("the socket closed with {:?}", frame.map(|f| u16::from(f.code)))
+                    bail!(
+                        "the socket closed with {:?}",
+                        frame.map(|f| u16::from(f.code))
+                    )
                 }
                 Ok(Some(Ok(_))) => continue,
             }
@@ -230,7 +275,11 @@ impl Ws {
     }
 
     /// The next frame matching `pred`; other frames stay buffered.
-    pub async fn next_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn next_where(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         if let Some(i) = self.buffer.iter().position(&pred) {
             return self.buffer.remove(i).context("buffer");
         }
@@ -257,7 +306,8 @@ impl Ws {
         let reference = format!("r{}", self.next_ref);
         frame["ref"] = json!(reference);
         self.send(frame).await?;
-        self.next_where("reply", |v| v["ref"] == reference.as_str()).await
+        self.next_where("reply", |v| v["ref"] == reference.as_str())
+            .await
     }
 
     /// Fails if a frame of `kind` is buffered or arrives within [`QUIET`].
@@ -293,11 +343,12 @@ impl Ws {
     }
 
     pub async fn close(mut self) -> anyhow::Result<()> {
-        self.stream.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        }))
-        .await?;
+        self.stream
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await?;
         // Read until the server's close reply.
         while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.stream.next()).await {}
         Ok(())
