@@ -66,10 +66,9 @@ impl TestSystem {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == 200 {
-                    return Ok(());
-                }
+            let response = self.http.get(format!("{}/readyz", self.base)).send().await;
+            if response.is_ok_and(|r| r.status() == 200) {
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("the system did not become ready");
