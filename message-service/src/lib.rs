@@ -1,1 +1,100 @@
+//! message-service: rooms, membership and roles, direct-message rooms,
+//! messages with a gap-free per-room `seq`, edits, recalls, read positions,
+//! attachments and moderation, served as `chat.message.v1.MessageService`.
+//!
+//! A send commits the message and an outbox row in one transaction, then
+//! publishes the live event on `room:{id}`; a relay task moves outbox rows
+//! to the event bus.
 
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod outbox;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chat_common::Shutdown;
+use chat_common::db::{self, Migrations};
+use chat_common::identity::ServiceAuth;
+use chat_proto::message::v1::message_service_server::MessageServiceServer;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tonic::service::RoutesBuilder;
+use tonic::service::interceptor::InterceptedService;
+
+pub use config::Config;
+
+use crate::api::MessageApi;
+use crate::state::{Clock, Limits, RoomLocks, State};
+use crate::store::sql::{SqlAttachmentStore, SqlStore};
+
+/// The gRPC service name, as reported by health and reflection.
+pub const SERVICE_NAME: &str = "chat.message.v1.MessageService";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The schema of this service, one migration set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+};
+
+/// Serves the message service on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let service_auth =
+        ServiceAuth::new(config.service_token.clone()).context("invalid SERVICE_TOKEN")?;
+    let (pool, backend) = db::connect(&config.database_url, &MIGRATIONS).await?;
+    let store = Arc::new(SqlStore::new(pool.clone()));
+    let outbox_wake = Arc::new(Notify::new());
+    let state = Arc::new(State {
+        store: store.clone(),
+        attachments: Arc::new(SqlAttachmentStore::new(pool.clone())),
+        backends: config.backends.clone(),
+        limits: Limits {
+            recall_window_ms: i64::try_from(config.recall_window.as_millis()).unwrap_or(i64::MAX),
+            max_text_chars: config.max_text_chars,
+            max_attachment_bytes: config.max_attachment_bytes,
+        },
+        room_locks: RoomLocks::new(),
+        outbox_wake: outbox_wake.clone(),
+        clock: Clock::default(),
+    });
+
+    let relay_stop = shutdown.child_token();
+    let relay = outbox::Relay {
+        store,
+        bus: config.backends.bus.clone(),
+        wake: outbox_wake,
+    };
+    let relay = tokio::spawn(relay.run(relay_stop.clone()));
+
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(InterceptedService::new(
+        MessageServiceServer::new(MessageApi::new(state)),
+        service_auth.server(),
+    ));
+    tracing::info!(
+        addr = %listener.local_addr().context("listener has no address")?,
+        database = ?backend,
+        backends = %config.backends.description,
+        "message-service listening"
+    );
+    let served = chat_common::grpc::serve(listener, shutdown, routes, &[SERVICE_NAME]).await;
+    relay_stop.cancel();
+    if let Err(error) = relay.await {
+        tracing::error!(%error, "outbox relay task failed");
+    }
+    pool.close().await;
+    served
+}

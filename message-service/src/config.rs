@@ -1,0 +1,42 @@
+//! The service's configuration, built by `main.rs` from flags and the
+//! environment, or directly by tests and the all-in-one binary.
+
+use std::time::Duration;
+
+use chat_common::{Backends, Secret};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite:...` or `postgres:...`.
+    pub database_url: String,
+    /// Credential every caller must present (`x-service-token`).
+    pub service_token: Secret,
+    pub backends: Backends,
+    /// How long a sender may recall their own message.
+    pub recall_window: Duration,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    pub max_attachment_bytes: u64,
+}
+
+impl Config {
+    pub const DEFAULT_RECALL_WINDOW: Duration = Duration::from_secs(120);
+    pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
+    pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// A configuration with the default limits.
+    pub fn new(
+        database_url: impl Into<String>,
+        service_token: Secret,
+        backends: Backends,
+    ) -> Config {
+        Config {
+            database_url: database_url.into(),
+            service_token,
+            backends,
+            recall_window: Self::DEFAULT_RECALL_WINDOW,
+            max_text_chars: Self::DEFAULT_MAX_TEXT_CHARS,
+            max_attachment_bytes: Self::DEFAULT_MAX_ATTACHMENT_BYTES,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The one error type of the service and its single mapping to a gRPC
+//! `Status` (through `chat_proto::ErrorCode`, so the exact protocol code
+//! travels with it). Internal failures are logged with their cause chain and
+//! reach the client as an opaque `internal`.
+
+use chat_proto::ErrorCode;
+use tonic::Status;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A uniqueness rule was hit (an existing member, a concurrent duplicate).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("you are muted in this room")]
+    Muted,
+    #[error("{0}")]
+    TooLarge(String),
+    /// The storage backend failed; never shown to clients.
+    #[error("storage failure")]
+    Storage(#[source] BoxError),
+    /// A bug or corrupt data; never shown to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidArgument(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::NotFound(message.into())
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Error {
+        Error::Forbidden(message.into())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Muted => ErrorCode::Muted,
+            Error::TooLarge(_) => ErrorCode::TooLarge,
+            Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        Error::Storage(Box::new(error))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let code = error.code();
+        if code == ErrorCode::Internal {
+            tracing::error!(error = %Chain(&error), "request failed");
+            return code.status("internal error");
+        }
+        code.status(error.to_string())
+    }
+}
+
+/// Displays an error with its whole `source()` chain.
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_opaque_to_clients() {
+        let status = Status::from(Error::Internal("SELECT * FROM secrets".into()));
+        assert_eq!(status.message(), "internal error");
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn client_errors_keep_their_code_and_message() {
+        let status = Status::from(Error::Muted);
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::Muted);
+        let status = Status::from(Error::TooLarge("too long".into()));
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::TooLarge);
+        assert_eq!(status.message(), "too long");
+    }
+}

@@ -1,0 +1,90 @@
+//! The message-service binary: configuration from flags and environment,
+//! then [`chat_message_service::serve`] until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chat_common::{Backends, Secret, Shutdown, shutdown, telemetry};
+use chat_message_service::Config;
+use clap::Parser;
+
+const DEV_SERVICE_TOKEN: &str = "insecure-dev-service-token";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "message-service",
+    about = "Rooms, messages, history, read positions and attachments"
+)]
+struct Args {
+    /// Address of the gRPC server.
+    #[arg(long, env = "MESSAGE_LISTEN", default_value = "127.0.0.1:50052")]
+    listen: SocketAddr,
+    /// `sqlite:...` or `postgres:...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/message.db?mode=rwc",
+        // A PostgreSQL URL may carry a password.
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// Credential shared by the services of one deployment.
+    #[arg(long, env = "SERVICE_TOKEN", default_value = DEV_SERVICE_TOKEN, hide_env_values = true, hide_default_value = true)]
+    service_token: Secret,
+    /// How long a sender may recall their own message, in seconds.
+    #[arg(long, env = "RECALL_WINDOW_S", default_value_t = 120)]
+    recall_window_s: u64,
+    /// Longest message text, in characters.
+    #[arg(long, env = "MAX_TEXT_CHARS", default_value_t = Config::DEFAULT_MAX_TEXT_CHARS)]
+    max_text_chars: usize,
+    /// Largest attachment, in bytes.
+    #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = Config::DEFAULT_MAX_ATTACHMENT_BYTES)]
+    max_attachment_bytes: u64,
+}
+
+/// Creates the directory of a relative or absolute SQLite file path.
+fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init("message-service");
+    if args.service_token.expose() == DEV_SERVICE_TOKEN {
+        tracing::warn!(
+            "SERVICE_TOKEN is the insecure development default: anyone who can reach this port can act as any user; \
+             set SERVICE_TOKEN outside development"
+        );
+    }
+    anyhow::ensure!(args.max_text_chars > 0, "MAX_TEXT_CHARS must be positive");
+    ensure_sqlite_dir(&args.database_url)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (MESSAGE_LISTEN)", args.listen))?;
+    let config = Config {
+        database_url: args.database_url,
+        service_token: args.service_token,
+        backends: Backends::in_process(),
+        recall_window: Duration::from_secs(args.recall_window_s),
+        max_text_chars: args.max_text_chars,
+        max_attachment_bytes: args.max_attachment_bytes,
+    };
+    let stop = Shutdown::new();
+    shutdown::cancel_on_signal(stop.clone());
+    chat_message_service::serve(config, listener, stop).await
+}
