@@ -28,7 +28,10 @@ mod tests {
 
     #[test]
     fn negative_nanos_are_rejected() {
-        let t = Timestamp { seconds: 1, nanos: -1 };
+        let t = Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
         assert_eq!(from_timestamp(&t), None);
     }
 }
