@@ -5,11 +5,13 @@
 
 pub mod backends;
 pub mod bus;
+pub mod bus_rabbitmq;
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod identity;
 pub mod pubsub;
+pub mod pubsub_redis;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
