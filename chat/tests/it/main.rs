@@ -2,9 +2,15 @@
 //! HTTP client and real WebSocket clients against the gateway on port 0.
 
 mod accounts;
+mod attachments;
 mod bad_input;
+mod dms;
+mod edits;
 mod messaging;
+mod moderation;
+mod notifications;
 mod operations;
 mod presence;
+mod receipts;
 mod rooms;
 mod support;

@@ -384,3 +384,58 @@ async fn resume_replays_what_was_missed_in_order() -> anyhow::Result<()> {
     let _ = str_of(&ack["message"])?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_away_for_1500_messages_gets_them_all_through_resume_and_history()
+-> anyhow::Result<()> {
+    let t = TestSystem::start_with(|o| {
+        o.gateway_limits.frames_per_second = 1_000_000;
+        o.gateway_limits.frame_burst = 1_000_000;
+        o.gateway_limits.send_queue_frames = 4096;
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let bob = t.register("bob").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    t.join(&bob, &room).await?;
+    let total = 1500;
+    let mut a = t.ws(&alice).await?;
+    for i in 1..=total {
+        a.send(json!({"type": "send", "room": room, "text": format!("m{i}"), "client_msg_id": format!("c{i}")})).await?;
+    }
+    for _ in 0..total {
+        a.next_of("ack").await?;
+    }
+
+    let mut b = t.ws(&bob).await?;
+    b.send(json!({"type": "resume", "rooms": {room.clone(): 0}, "ref": "res"}))
+        .await?;
+    let mut got = Vec::new();
+    let truncated = loop {
+        let frame = b.next().await?;
+        match frame["type"].as_str() {
+            Some("message") => got.push(frame["message"]["seq"].as_i64().unwrap_or(-1)),
+            Some("resume_truncated") => break frame,
+            other => anyhow::bail!("unexpected {other:?}: {frame}"),
+        }
+    };
+    assert_eq!(
+        truncated,
+        json!({"type": "resume_truncated", "room": room, "next_seq": 1001})
+    );
+    assert_eq!(b.next().await?, json!({"type": "resumed", "ref": "res"}));
+    assert_eq!(got, (1..=1000).collect::<Vec<i64>>());
+    let mut after = 1000;
+    loop {
+        let page = b
+            .request(json!({"type": "history", "room": room, "after": after, "limit": 100}))
+            .await?;
+        got.extend(seqs(&page["messages"]));
+        after = *got.last().unwrap_or(&after);
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(got, (1..=total as i64).collect::<Vec<i64>>());
+    Ok(())
+}
