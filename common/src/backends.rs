@@ -5,8 +5,12 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use crate::bus::{EventBus, InProcessBus};
+use crate::bus_rabbitmq::RabbitBus;
 use crate::pubsub::{InProcessPubSub, PubSub};
+use crate::pubsub_redis::RedisPubSub;
 
 #[derive(Clone)]
 pub struct Backends {
@@ -23,6 +27,46 @@ impl Backends {
             bus: Arc::new(InProcessBus::new()),
             description: "pubsub=in-process bus=in-process".to_owned(),
         }
+    }
+}
+
+impl Backends {
+    /// The backends named by `REDIS_URL` and `AMQP_URL`: each one unset
+    /// (or empty) runs in-process, which only makes sense when every part
+    /// of the system shares this process.
+    pub async fn connect(
+        redis_url: Option<&str>,
+        amqp_url: Option<&str>,
+    ) -> anyhow::Result<Backends> {
+        let redis_url = redis_url.filter(|u| !u.is_empty());
+        let amqp_url = amqp_url.filter(|u| !u.is_empty());
+        let (pubsub, pubsub_kind): (Arc<dyn PubSub>, &str) = match redis_url {
+            Some(url) => (
+                Arc::new(
+                    RedisPubSub::connect(url)
+                        .await
+                        .context("cannot connect to Redis (REDIS_URL)")?,
+                ),
+                "redis",
+            ),
+            None => (Arc::new(InProcessPubSub::new()), "in-process"),
+        };
+        let (bus, bus_kind): (Arc<dyn EventBus>, &str) = match amqp_url {
+            Some(url) => (
+                Arc::new(
+                    RabbitBus::connect(url)
+                        .await
+                        .context("cannot connect to RabbitMQ (AMQP_URL)")?,
+                ),
+                "rabbitmq",
+            ),
+            None => (Arc::new(InProcessBus::new()), "in-process"),
+        };
+        Ok(Backends {
+            pubsub,
+            bus,
+            description: format!("pubsub={pubsub_kind} bus={bus_kind}"),
+        })
     }
 }
 

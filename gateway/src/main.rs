@@ -37,6 +37,11 @@ struct Args {
     allowed_origins: Vec<String>,
     #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_attachment_bytes: u64,
+    /// Redis for pub/sub (`redis://host:6379`, or a comma-separated list
+    /// of nodes for a Redis Cluster); unset runs in-process, which only
+    /// works when the services share this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
 }
 
 #[tokio::main]
@@ -63,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         presence_addr: args.presence_addr,
         jwt_secret: args.jwt_secret,
         service_token: args.service_token,
-        backends: Backends::in_process(),
+        backends: Backends::connect(args.redis_url.as_deref(), None).await?,
         allowed_origins: args.allowed_origins,
         limits,
     };

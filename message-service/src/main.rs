@@ -41,6 +41,14 @@ struct Args {
     /// Largest attachment, in bytes.
     #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = Config::DEFAULT_MAX_ATTACHMENT_BYTES)]
     max_attachment_bytes: u64,
+    /// Redis for pub/sub (`redis://host:6379`, or a comma-separated list
+    /// of nodes for a Redis Cluster); unset runs in-process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// RabbitMQ for durable events (`amqp://user:pass@host:5672/%2f`);
+    /// unset runs in-process.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
 }
 
 /// Creates the directory of a relative or absolute SQLite file path.
@@ -79,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         database_url: args.database_url,
         service_token: args.service_token,
-        backends: Backends::in_process(),
+        backends: Backends::connect(args.redis_url.as_deref(), args.amqp_url.as_deref()).await?,
         recall_window: Duration::from_secs(args.recall_window_s),
         max_text_chars: args.max_text_chars,
         max_attachment_bytes: args.max_attachment_bytes,

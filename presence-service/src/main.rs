@@ -2,11 +2,13 @@
 //! environment, then serves until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chat_common::{Backends, Secret, Shutdown};
 use chat_presence_service::Config;
+use chat_presence_service::store::{DEFAULT_REDIS_PREFIX, MemoryStore, PresenceStore, RedisStore};
 use clap::Parser;
 
 /// The service credential of a laptop set-up; never for production.
@@ -27,6 +29,38 @@ struct Args {
     /// Seconds a connection lives without a heartbeat.
     #[arg(long = "ttl-s", env = "PRESENCE_TTL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ttl_s: u64,
+    /// Redis holding presence, shared by every replica (e.g.
+    /// `redis://redis:6379`). Unset: in memory, for one replica only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// RabbitMQ for durable events (`amqp://user:pass@host:5672/%2f`);
+    /// unset runs in-process.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
+    /// Prefix of every presence key in Redis, to share a server with other
+    /// deployments.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
+    redis_prefix: String,
+}
+
+/// The store named by the arguments: Redis when a URL is given, so that
+/// replicas share presence and a dead gateway's users expire whichever
+/// replica is alive; otherwise in memory.
+async fn store(args: &Args) -> anyhow::Result<Arc<dyn PresenceStore>> {
+    let Some(url) = &args.redis_url else {
+        tracing::info!("presence store: in memory (set REDIS_URL to share it between replicas)");
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    let store = RedisStore::connect(url, args.redis_prefix.clone())
+        .await
+        .context("cannot connect to the presence Redis (REDIS_URL)")?;
+    // The address only: the URL may hold a password.
+    tracing::info!(
+        server = store.server(),
+        prefix = store.prefix(),
+        "presence store: redis"
+    );
+    Ok(Arc::new(store))
 }
 
 #[tokio::main]
@@ -39,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
              can call this service. Set SERVICE_TOKEN outside a laptop set-up."
         );
     }
-    let mut config = Config::new(args.service_token, Backends::in_process());
+    let store = store(&args).await?;
+    let mut config = Config::new(
+        args.service_token,
+        Backends::connect(args.redis_url.as_deref(), args.amqp_url.as_deref()).await?,
+    );
     config.connection_ttl = Duration::from_secs(args.ttl_s);
 
     let shutdown = Shutdown::new();
@@ -47,5 +85,5 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PRESENCE_LISTEN)", args.listen))?;
-    chat_presence_service::serve(config, listener, shutdown).await
+    chat_presence_service::serve_with_store(config, store, listener, shutdown).await
 }

@@ -1,9 +1,9 @@
 //! The presence store port: connections with an expiry, each user's rooms,
 //! last seen, notifications and the processed-event set. Held as
-//! `Arc<dyn PresenceStore>`; the in-memory backend serves one process, a
-//! Redis backend (a TTL key per connection plus an expiry index, a last-seen
-//! hash, a notification list per user, `SET NX` event ids) can implement the
-//! same trait.
+//! `Arc<dyn PresenceStore>`; the in-memory backend serves one process, the
+//! Redis backend ([`RedisStore`]: an expiry index of connections, a
+//! last-seen hash, a notification list per user, `SET NX` event ids) serves
+//! any number of replicas sharing one Redis.
 //!
 //! Every method is one atomic step, so replicas sharing a store agree on who
 //! came online and who went offline.
@@ -15,13 +15,15 @@
 //! strictly paired.
 
 mod memory;
+mod redis;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ConnectionId, GatewayId, Notification, Presence, RoomId, UserId};
 
-pub use memory::MemoryStore;
+pub use self::memory::MemoryStore;
+pub use self::redis::{DEFAULT_PREFIX as DEFAULT_REDIS_PREFIX, EVENT_TTL, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,6 +12,7 @@ use chat_common::identity::ServiceAuth;
 use chat_common::pubsub::{Subscriber, SubscriberEvent};
 use chat_common::{Backends, Secret, Shutdown};
 use chat_presence_service::Config;
+use chat_presence_service::store::{MemoryStore, PresenceStore};
 use chat_proto::events::v1 as ev;
 use chat_proto::message::v1::{Message, RoomKind};
 use chat_proto::presence::v1 as pb;
@@ -43,15 +45,31 @@ impl TestServer {
     }
 
     pub async fn start_with(ttl: Duration, sweep: Duration) -> anyhow::Result<TestServer> {
+        TestServer::start_with_store(
+            ttl,
+            sweep,
+            Arc::new(MemoryStore::new()),
+            Backends::in_process(),
+        )
+        .await
+    }
+
+    /// A replica on `store` and `backends`, which several replicas may share.
+    pub async fn start_with_store(
+        ttl: Duration,
+        sweep: Duration,
+        store: Arc<dyn PresenceStore>,
+        backends: Backends,
+    ) -> anyhow::Result<TestServer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let backends = Backends::in_process();
         let mut config = Config::new(Secret::new(TOKEN), backends.clone());
         config.connection_ttl = ttl;
         config.sweep_interval = sweep;
         let shutdown = Shutdown::new();
-        let handle = tokio::spawn(chat_presence_service::serve(
+        let handle = tokio::spawn(chat_presence_service::serve_with_store(
             config,
+            store,
             listener,
             shutdown.clone(),
         ));
