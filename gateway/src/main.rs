@@ -42,6 +42,10 @@ struct Args {
     /// works when the services share this process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// How often connections' presence is refreshed; keep it well under
+    /// presence-service's TTL (a third of it).
+    #[arg(long, env = "PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
+    presence_heartbeat_ms: u64,
 }
 
 #[tokio::main]
@@ -57,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let limits = chat_gateway::Limits {
         max_attachment_bytes: args.max_attachment_bytes,
+        presence_heartbeat: std::time::Duration::from_millis(args.presence_heartbeat_ms.max(100)),
         ..chat_gateway::Limits::default()
     };
     let config = chat_gateway::Config {

@@ -4,6 +4,7 @@
 mod accounts;
 mod attachments;
 mod bad_input;
+mod distributed;
 mod dms;
 mod edits;
 mod messaging;

@@ -22,9 +22,21 @@ pub const QUIET: Duration = Duration::from_millis(400);
 
 pub struct TestSystem {
     pub system: Option<System>,
+    pub api: Api,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestSystem {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A client of one gateway: its HTTP API and WebSocket.
+pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
 }
 
 pub struct User {
@@ -51,30 +63,13 @@ impl TestSystem {
         let mut options = Options::new("127.0.0.1:0", dir.path());
         configure(&mut options);
         let system = chat::start(options, Shutdown::new()).await?;
-        let base = format!("http://{}", system.addr);
-        let http = reqwest::Client::builder().timeout(WAIT).build()?;
-        let test = TestSystem {
+        let api = Api::new(format!("http://{}", system.addr))?;
+        api.wait_ready().await?;
+        Ok(TestSystem {
             system: Some(system),
-            base,
-            http,
+            api,
             dir,
-        };
-        test.wait_ready().await?;
-        Ok(test)
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let response = self.http.get(format!("{}/readyz", self.base)).send().await;
-            if response.is_ok_and(|r| r.status() == 200) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("the system did not become ready");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
     }
 
     pub fn system(&self) -> anyhow::Result<&System> {
@@ -87,6 +82,29 @@ impl TestSystem {
             system.stop().await?;
         }
         Ok(self.dir)
+    }
+}
+
+impl Api {
+    pub fn new(base: String) -> anyhow::Result<Api> {
+        Ok(Api {
+            base,
+            http: reqwest::Client::builder().timeout(WAIT).build()?,
+        })
+    }
+
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let response = self.http.get(format!("{}/readyz", self.base)).send().await;
+            if response.is_ok_and(|r| r.status() == 200) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} did not become ready", self.base);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
