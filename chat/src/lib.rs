@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chat_common::config::load_or_create_secret;
 use chat_common::db::sqlite_url;
 use chat_common::{Backends, Shutdown};
+use chat_presence_service::store::{DEFAULT_REDIS_PREFIX, MemoryStore, PresenceStore, RedisStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -23,6 +25,14 @@ pub struct Options {
     pub gateway_limits: chat_gateway::Limits,
     pub recall_window: Duration,
     pub presence_ttl: Duration,
+    /// Redis for pub/sub and presence; `None` keeps both in-process.
+    pub redis_url: Option<String>,
+    /// RabbitMQ for durable events; `None` keeps them in-process.
+    pub amqp_url: Option<String>,
+    /// The services' databases; `None` is a SQLite file in `data_dir`.
+    /// They must differ: each service owns its schema and migrations.
+    pub auth_database_url: Option<String>,
+    pub message_database_url: Option<String>,
 }
 
 impl Options {
@@ -33,6 +43,10 @@ impl Options {
             gateway_limits: chat_gateway::Limits::default(),
             recall_window: Duration::from_secs(120),
             presence_ttl: Duration::from_secs(30),
+            redis_url: None,
+            amqp_url: None,
+            auth_database_url: None,
+            message_database_url: None,
         }
     }
 }
@@ -97,7 +111,12 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     })?;
     let jwt_secret = load_or_create_secret(&options.data_dir.join("jwt-secret"))?;
     let service_token = load_or_create_secret(&options.data_dir.join("service-token"))?;
-    let backends = Backends::in_process();
+    let backends =
+        Backends::connect(options.redis_url.as_deref(), options.amqp_url.as_deref()).await?;
+    let presence_store: Arc<dyn PresenceStore> = match &options.redis_url {
+        Some(url) => Arc::new(RedisStore::connect(url, DEFAULT_REDIS_PREFIX).await?),
+        None => Arc::new(MemoryStore::default()),
+    };
 
     let gateway_listener = TcpListener::bind(&options.listen)
         .await
@@ -109,7 +128,10 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
 
     let mut tasks = JoinSet::new();
     let auth = chat_auth_service::Config {
-        database_url: sqlite_url(&options.data_dir, "auth.db"),
+        database_url: options
+            .auth_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&options.data_dir, "auth.db")),
         jwt_secret: jwt_secret.clone(),
         service_token: service_token.clone(),
         access_token_ttl_s: 900,
@@ -122,7 +144,10 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     ));
 
     let message = chat_message_service::Config {
-        database_url: sqlite_url(&options.data_dir, "message.db"),
+        database_url: options
+            .message_database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&options.data_dir, "message.db")),
         service_token: service_token.clone(),
         backends: backends.clone(),
         recall_window: options.recall_window,
@@ -141,8 +166,9 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         connection_ttl: options.presence_ttl,
         sweep_interval: Duration::from_secs(1),
     };
-    tasks.spawn(chat_presence_service::serve(
+    tasks.spawn(chat_presence_service::serve_with_store(
         presence,
+        presence_store,
         presence_listener,
         shutdown.clone(),
     ));

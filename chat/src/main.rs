@@ -18,6 +18,20 @@ struct Args {
     /// Where databases and generated secrets are kept.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
+    /// Redis for pub/sub and presence (`redis://host:6379`); unset keeps
+    /// them in this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// RabbitMQ for durable events; unset keeps them in this process.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
+    /// auth-service's database (`sqlite:` or `postgres:`); default a
+    /// SQLite file in the data directory.
+    #[arg(long, env = "AUTH_DATABASE_URL", hide_env_values = true)]
+    auth_database_url: Option<String>,
+    /// message-service's database; must differ from auth-service's.
+    #[arg(long, env = "MESSAGE_DATABASE_URL", hide_env_values = true)]
+    message_database_url: Option<String>,
 }
 
 #[tokio::main]
@@ -26,7 +40,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
-    let mut system = chat::start(chat::Options::new(args.listen, &args.data_dir), shutdown).await?;
+    let options = chat::Options {
+        redis_url: args.redis_url,
+        amqp_url: args.amqp_url,
+        auth_database_url: args.auth_database_url,
+        message_database_url: args.message_database_url,
+        ..chat::Options::new(args.listen, &args.data_dir)
+    };
+    let mut system = chat::start(options, shutdown).await?;
     let addr = system.addr;
     println!("chat is running, data in {}", args.data_dir.display());
     println!("  web and HTTP API: http://{addr}/api/v1");

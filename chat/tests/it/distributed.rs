@@ -325,3 +325,85 @@ async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
     assert_eq!(resumed, (1002..=1006).collect::<Vec<i64>>());
     Ok(())
 }
+
+/// The all-in-one binary's library, pointed at PostgreSQL and Redis by URL
+/// instead of SQLite and in-process pub/sub. (RabbitMQ is left out here: its
+/// notification queue is shared by every deployment on the broker, and the
+/// test above consumes it.)
+#[tokio::test]
+async fn the_all_in_one_system_runs_on_postgres_and_redis() -> anyhow::Result<()> {
+    let missing: Vec<&str> = servers_missing()
+        .into_iter()
+        .filter(|s| *s != "RabbitMQ")
+        .collect();
+    if !missing.is_empty() {
+        if std::env::var_os("CI").is_some() {
+            bail!(
+                "{missing:?} not reachable on 127.0.0.1; start them as .ci/run does (see STACK.md)"
+            );
+        }
+        eprintln!(
+            "SKIP the_all_in_one_system_runs_on_postgres_and_redis: {missing:?} not reachable (set CI=1 to make this a failure)"
+        );
+        return Ok(());
+    }
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let databases = [
+        format!("chat_auth_{suffix}"),
+        format!("chat_message_{suffix}"),
+    ];
+    for db in &databases {
+        let status = Command::new("psql")
+            .args([
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "-qc",
+                &format!("CREATE DATABASE {db}"),
+            ])
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot create {db}");
+    }
+    let result = async {
+        let t = crate::support::TestSystem::start_with(|o| {
+            o.redis_url = Some("redis://127.0.0.1:6379".to_owned());
+            o.auth_database_url = Some(format!(
+                "postgres://postgres@127.0.0.1:5432/{}",
+                databases[0]
+            ));
+            o.message_database_url = Some(format!(
+                "postgres://postgres@127.0.0.1:5432/{}",
+                databases[1]
+            ));
+        })
+        .await?;
+        let alice = t.register("alice").await?;
+        let bob = t.register("bob").await?;
+        let room = t.room(&alice, "lobby", "public").await?;
+        t.join(&bob, &room).await?;
+        let mut a = t.ws(&alice).await?;
+        let mut b = t.ws(&bob).await?;
+        let ack = a
+            .request(
+                json!({"type": "send", "room": room, "text": "over redis", "client_msg_id": "1"}),
+            )
+            .await?;
+        assert_eq!(ack["message"]["seq"], 1);
+        assert_eq!(b.next_of("message").await?["message"]["text"], "over redis");
+        let query = a
+            .request(json!({"type": "presence", "user_ids": [bob.id]}))
+            .await?;
+        assert_eq!(query["users"][0]["status"], "online");
+        t.stop().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    for db in &databases {
+        let _ = Command::new("psql")
+            .args([
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            ])
+            .output();
+    }
+    result
+}
