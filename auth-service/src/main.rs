@@ -59,7 +59,6 @@ async fn main() -> anyhow::Result<()> {
             "SERVICE_TOKEN is not set: using the INSECURE development credential. Set SERVICE_TOKEN in production!"
         );
     }
-    create_sqlite_dir(&args.database_url)?;
 
     let config = Config {
         database_url: args.database_url,
@@ -75,24 +74,4 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
     chat_auth_service::serve(config, listener, shutdown).await
-}
-
-/// SQLite creates the database file but not its directory.
-fn create_sqlite_dir(database_url: &str) -> anyhow::Result<()> {
-    let Some(rest) = database_url.strip_prefix("sqlite:") else {
-        return Ok(());
-    };
-    let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(':') {
-        return Ok(()); // in memory
-    }
-    if let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
-    }
-    Ok(())
 }

@@ -45,6 +45,7 @@ pub struct Migrations {
 pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
+    create_sqlite_dir(url)?;
     let options = AnyConnectOptions::from_str(url).context("invalid DATABASE_URL")?;
     let pool = match backend {
         Backend::Sqlite => {
@@ -80,6 +81,26 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<(AnyP
         .await
         .context("database migration failed")?;
     Ok((pool, backend))
+}
+
+/// SQLite creates a missing database file but not its directory.
+fn create_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(()); // in memory
+    }
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A SQLite URL for a database file in `dir`, created when missing.

@@ -51,24 +51,6 @@ struct Args {
     amqp_url: Option<String>,
 }
 
-/// Creates the directory of a relative or absolute SQLite file path.
-fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        return Ok(());
-    };
-    let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -80,7 +62,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(args.max_text_chars > 0, "MAX_TEXT_CHARS must be positive");
-    ensure_sqlite_dir(&args.database_url)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (MESSAGE_LISTEN)", args.listen))?;
