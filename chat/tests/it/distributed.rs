@@ -407,3 +407,110 @@ async fn the_all_in_one_system_runs_on_postgres_and_redis() -> anyhow::Result<()
     }
     result
 }
+
+/// A `redis-server` of the test's own, so it can be stopped and started
+/// without disturbing other tests.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> anyhow::Result<OwnRedis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("redis-server not found")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(OwnRedis { port, child })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn clients_are_told_to_resume_when_the_gateway_loses_redis() -> anyhow::Result<()> {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if std::env::var_os("CI").is_some() {
+            bail!("redis-server is not installed");
+        }
+        eprintln!(
+            "SKIP clients_are_told_to_resume_when_the_gateway_loses_redis: no redis-server (set CI=1 to make this a failure)"
+        );
+        return Ok(());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut redis = OwnRedis::start(port)?;
+    let t = crate::support::TestSystem::start_with(|o| {
+        o.redis_url = Some(format!("redis://127.0.0.1:{port}"))
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let bob = t.register("bob").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    t.join(&bob, &room).await?;
+    let mut a = t.ws(&alice).await?;
+    let mut b = t.ws(&bob).await?;
+    a.request(json!({"type": "send", "room": room, "text": "before", "client_msg_id": "1"}))
+        .await?;
+    assert_eq!(b.next_of("message").await?["message"]["seq"], 1);
+
+    redis.stop();
+    // Sends still commit while Redis is down; only live fan-out stops.
+    let ack = a
+        .request(json!({"type": "send", "room": room, "text": "during", "client_msg_id": "2"}))
+        .await?;
+    assert_eq!(ack["message"]["seq"], 2);
+    let _redis = OwnRedis::start(redis.port)?;
+
+    assert_eq!(b.next_of("resync").await?, json!({"type": "resync"}));
+    let resumed = b
+        .request(json!({"type": "resume", "rooms": {room.clone(): 1}}))
+        .await?;
+    let missed = b.next_of("message").await?;
+    assert_eq!(
+        (&missed["message"]["seq"], &missed["message"]["text"]),
+        (&json!(2), &json!("during"))
+    );
+    assert_eq!(resumed["type"], "resumed");
+    a.request(json!({"type": "send", "room": room, "text": "after", "client_msg_id": "3"}))
+        .await?;
+    assert_eq!(
+        b.next_of("message").await?["message"]["seq"],
+        3,
+        "live fan-out is back"
+    );
+    Ok(())
+}
