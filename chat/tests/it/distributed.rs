@@ -38,13 +38,31 @@ fn servers_missing() -> Vec<&'static str> {
         .collect()
 }
 
+/// A port nothing listens on now (the kernel hands out ephemeral ports at
+/// random, so it is very unlikely to be taken before the cluster binds it).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The first of two free consecutive ports, for the two gateways.
+fn free_consecutive_ports() -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = first.local_addr()?.port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no two free consecutive ports")
+}
+
 impl Cluster {
     async fn up() -> anyhow::Result<Cluster> {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-        let base_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-            .clamp(20_000, 60_000);
+        let base_port = free_consecutive_ports()?;
+        let [auth_port, message_port, presence_port] = [free_port()?, free_port()?, free_port()?];
         let dir = tempfile::tempdir()?;
         let databases = [
             format!("chat_auth_{suffix}"),
@@ -54,6 +72,9 @@ impl Cluster {
             ("CLUSTER_DIR".to_owned(), dir.path().display().to_string()),
             ("GATEWAYS".to_owned(), "2".to_owned()),
             ("BASE_PORT".to_owned(), base_port.to_string()),
+            ("AUTH_PORT".to_owned(), auth_port.to_string()),
+            ("MESSAGE_PORT".to_owned(), message_port.to_string()),
+            ("PRESENCE_PORT".to_owned(), presence_port.to_string()),
             ("PRESENCE_TTL_S".to_owned(), PRESENCE_TTL_S.to_string()),
             ("AUTH_DATABASE".to_owned(), databases[0].clone()),
             ("MESSAGE_DATABASE".to_owned(), databases[1].clone()),
@@ -103,11 +124,18 @@ impl Cluster {
         ] {
             let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            out.push_str(&format!(
-                "--- {name}\n{}\n",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
+            // The first lines hold start-up errors, the last ones the end.
+            let lines: Vec<&str> = log.lines().collect();
+            let shown = if lines.len() <= 25 {
+                lines.join("\n")
+            } else {
+                format!(
+                    "{}\n...\n{}",
+                    lines[..10].join("\n"),
+                    lines[lines.len() - 15..].join("\n")
+                )
+            };
+            out.push_str(&format!("--- {name}\n{shown}\n"));
         }
         out
     }
