@@ -50,9 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let mut system = chat::start(options, shutdown).await?;
     let addr = system.addr;
     println!("chat is running, data in {}", args.data_dir.display());
-    println!("  web and HTTP API: http://{addr}/api/v1");
-    println!("  WebSocket:        ws://{addr}/ws");
-    println!("  health:           http://{addr}/healthz");
+    println!("  HTTP API:  http://{addr}/api/v1");
+    println!("  WebSocket: ws://{addr}/ws");
+    println!("  health:    http://{addr}/healthz");
     println!("Ctrl-C to stop.");
     system.wait().await
 }
