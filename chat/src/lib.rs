@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chat_common::config::load_or_create_secret;
 use chat_common::db::sqlite_url;
-use chat_common::{Backends, Shutdown};
-use chat_presence_service::store::{DEFAULT_REDIS_PREFIX, MemoryStore, PresenceStore, RedisStore};
+use chat_common::{Backends, Namespace, Shutdown};
+use chat_presence_service::store::{MemoryStore, PresenceStore, RedisStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -33,6 +33,8 @@ pub struct Options {
     /// They must differ: each service owns its schema and migrations.
     pub auth_database_url: Option<String>,
     pub message_database_url: Option<String>,
+    /// This deployment's names on shared Redis and RabbitMQ servers.
+    pub namespace: Namespace,
 }
 
 impl Options {
@@ -47,6 +49,7 @@ impl Options {
             amqp_url: None,
             auth_database_url: None,
             message_database_url: None,
+            namespace: Namespace::none(),
         }
     }
 }
@@ -111,10 +114,14 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     })?;
     let jwt_secret = load_or_create_secret(&options.data_dir.join("jwt-secret"))?;
     let service_token = load_or_create_secret(&options.data_dir.join("service-token"))?;
-    let backends =
-        Backends::connect(options.redis_url.as_deref(), options.amqp_url.as_deref()).await?;
+    let backends = Backends::connect(
+        options.redis_url.as_deref(),
+        options.amqp_url.as_deref(),
+        &options.namespace,
+    )
+    .await?;
     let presence_store: Arc<dyn PresenceStore> = match &options.redis_url {
-        Some(url) => Arc::new(RedisStore::connect(url, DEFAULT_REDIS_PREFIX).await?),
+        Some(url) => Arc::new(RedisStore::connect(url, options.namespace.key_prefix()).await?),
         None => Arc::new(MemoryStore::default()),
     };
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use chat_common::Shutdown;
+use chat_common::{Namespace, Shutdown};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -32,6 +32,10 @@ struct Args {
     /// message-service's database; must differ from auth-service's.
     #[arg(long, env = "MESSAGE_DATABASE_URL", hide_env_values = true)]
     message_database_url: Option<String>,
+    /// Namespace of this deployment's names on shared Redis and RabbitMQ
+    /// servers (a-z, 0-9, '_', '-').
+    #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
+    namespace: Namespace,
 }
 
 #[tokio::main]
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         amqp_url: args.amqp_url,
         auth_database_url: args.auth_database_url,
         message_database_url: args.message_database_url,
+        namespace: args.namespace,
         ..chat::Options::new(args.listen, &args.data_dir)
     };
     let mut system = chat::start(options, shutdown).await?;

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::bus::{EventBus, InProcessBus};
 use crate::bus_rabbitmq::RabbitBus;
+use crate::namespace::Namespace;
 use crate::pubsub::{InProcessPubSub, PubSub};
 use crate::pubsub_redis::RedisPubSub;
 
@@ -33,17 +34,19 @@ impl Backends {
 impl Backends {
     /// The backends named by `REDIS_URL` and `AMQP_URL`: each one unset
     /// (or empty) runs in-process, which only makes sense when every part
-    /// of the system shares this process.
+    /// of the system shares this process. Names on the servers are in
+    /// `namespace`.
     pub async fn connect(
         redis_url: Option<&str>,
         amqp_url: Option<&str>,
+        namespace: &Namespace,
     ) -> anyhow::Result<Backends> {
         let redis_url = redis_url.filter(|u| !u.is_empty());
         let amqp_url = amqp_url.filter(|u| !u.is_empty());
         let (pubsub, pubsub_kind): (Arc<dyn PubSub>, &str) = match redis_url {
             Some(url) => (
                 Arc::new(
-                    RedisPubSub::connect(url)
+                    RedisPubSub::connect(url, namespace)
                         .await
                         .context("cannot connect to Redis (REDIS_URL)")?,
                 ),
@@ -54,7 +57,7 @@ impl Backends {
         let (bus, bus_kind): (Arc<dyn EventBus>, &str) = match amqp_url {
             Some(url) => (
                 Arc::new(
-                    RabbitBus::connect(url)
+                    RabbitBus::connect(url, namespace)
                         .await
                         .context("cannot connect to RabbitMQ (AMQP_URL)")?,
                 ),
@@ -62,10 +65,14 @@ impl Backends {
             ),
             None => (Arc::new(InProcessBus::new()), "in-process"),
         };
+        let description = match namespace.as_str() {
+            "" => format!("pubsub={pubsub_kind} bus={bus_kind}"),
+            ns => format!("pubsub={pubsub_kind} bus={bus_kind} namespace={ns}"),
+        };
         Ok(Backends {
             pubsub,
             bus,
-            description: format!("pubsub={pubsub_kind} bus={bus_kind}"),
+            description,
         })
     }
 }

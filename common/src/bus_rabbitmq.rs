@@ -22,8 +22,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
@@ -33,6 +33,7 @@ use lapin::{
 use tokio::sync::{Mutex, mpsc};
 
 use crate::bus::{Acker, BusError, BusMessage, Delivery, EXCHANGE, EventBus, SCHEMA_VERSION};
+use crate::namespace::Namespace;
 
 /// Upper bound on every wait for the broker (connecting, declaring, a
 /// publisher confirm): a broker that accepts TCP but never answers must not
@@ -74,6 +75,9 @@ pub struct RabbitBus {
     endpoint: String,
     /// Unique per bus; prefixes the names of its connections.
     name: String,
+    /// [`EXCHANGE`] in the deployment's namespace.
+    exchange: ShortString,
+    namespace: Namespace,
     /// The publishing session; `None` after an error, so the next publish
     /// reconnects. Held only while (re)connecting, not during a publish.
     publisher: Mutex<Option<Arc<Session>>>,
@@ -93,18 +97,23 @@ impl RabbitBus {
     /// and declares the exchange. Fails, within [`BROKER_TIMEOUT`], when the
     /// broker is unreachable, so a misconfigured service stops at start-up
     /// with a clear message instead of queueing events nowhere.
-    pub async fn connect(url: &str) -> Result<RabbitBus, BusError> {
+    ///
+    /// The exchange and every queue are named in `namespace`.
+    pub async fn connect(url: &str, namespace: &Namespace) -> Result<RabbitBus, BusError> {
         let endpoint = redacted_endpoint(url);
         let name = format!(
             "chat event bus {}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let session = open_session(url, &endpoint, &format!("{name} publisher")).await?;
+        let exchange = short(&namespace.amqp(EXCHANGE), "exchange name")?;
+        let session = open_session(url, &endpoint, &format!("{name} publisher"), &exchange).await?;
         enable_confirms(&session).await?;
         Ok(RabbitBus {
             url: url.to_owned(),
             endpoint,
             name,
+            exchange,
+            namespace: namespace.clone(),
             publisher: Mutex::new(Some(Arc::new(session))),
         })
     }
@@ -126,9 +135,8 @@ impl RabbitBus {
     /// never delete their queues. Stop consuming the queue first (drop the
     /// receiver), or its consumer re-declares it on reconnect.
     pub async fn delete_queue(&self, queue: &str) -> Result<u32, BusError> {
-        let queue = short(queue, "queue name")?;
-        let name = format!("{} admin", self.name);
-        let session = open_session(&self.url, &self.endpoint, &name).await?;
+        let queue = short(&self.namespace.amqp(queue), "queue name")?;
+        let session = self.admin_session().await?;
         bounded(
             "deleting the queue",
             session
@@ -136,6 +144,24 @@ impl RabbitBus {
                 .queue_delete(queue, QueueDeleteOptions::default()),
         )
         .await
+    }
+
+    /// Deletes the namespace's exchange, e.g. when a test's namespace is
+    /// torn down. Publishing or consuming again declares it anew.
+    pub async fn delete_exchange(&self) -> Result<(), BusError> {
+        let session = self.admin_session().await?;
+        bounded(
+            "deleting the exchange",
+            session
+                .channel
+                .exchange_delete(self.exchange.clone(), ExchangeDeleteOptions::default()),
+        )
+        .await
+    }
+
+    async fn admin_session(&self) -> Result<Session, BusError> {
+        let name = format!("{} admin", self.name);
+        open_session(&self.url, &self.endpoint, &name, &self.exchange).await
     }
 
     /// The publishing session, reconnecting if there is none or its channel
@@ -149,7 +175,7 @@ impl RabbitBus {
         }
         *current = None;
         let name = format!("{} publisher", self.name);
-        let session = open_session(&self.url, &self.endpoint, &name).await?;
+        let session = open_session(&self.url, &self.endpoint, &name, &self.exchange).await?;
         enable_confirms(&session).await?;
         let session = Arc::new(session);
         *current = Some(session.clone());
@@ -185,7 +211,7 @@ impl RabbitBus {
         let confirm = bounded(
             "publishing",
             session.channel.basic_publish(
-                EXCHANGE.into(),
+                self.exchange.clone(),
                 routing_key,
                 // Not mandatory: an event nobody is bound for is not an
                 // error, as with the in-process bus.
@@ -232,7 +258,8 @@ impl EventBus for RabbitBus {
             name: format!("{} consumer of {queue}", self.name),
             url: self.url.clone(),
             endpoint: self.endpoint.clone(),
-            queue: short(queue, "queue name")?,
+            exchange: self.exchange.clone(),
+            queue: short(&self.namespace.amqp(queue), "queue name")?,
             bindings: bindings
                 .iter()
                 .map(|b| short(b, "binding pattern"))
@@ -254,6 +281,7 @@ struct Subscription {
     name: String,
     url: String,
     endpoint: String,
+    exchange: ShortString,
     queue: ShortString,
     bindings: Vec<ShortString>,
 }
@@ -261,7 +289,7 @@ struct Subscription {
 impl Subscription {
     /// Opens a session, declares and binds the queue, and starts consuming.
     async fn start(&self) -> Result<(Session, lapin::Consumer), BusError> {
-        let session = open_session(&self.url, &self.endpoint, &self.name).await?;
+        let session = open_session(&self.url, &self.endpoint, &self.name, &self.exchange).await?;
         let channel = &session.channel;
         bounded(
             "declaring the queue",
@@ -280,7 +308,7 @@ impl Subscription {
                 "binding the queue",
                 channel.queue_bind(
                     self.queue.clone(),
-                    EXCHANGE.into(),
+                    self.exchange.clone(),
                     binding.clone(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
@@ -476,9 +504,14 @@ fn event_id_of(properties: &BasicProperties) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-/// Connects and declares the exchange, all within [`BROKER_TIMEOUT`].
+/// Connects and declares `exchange`, all within [`BROKER_TIMEOUT`].
 /// `name` is shown in the broker's connection list, to tell ours apart.
-async fn open_session(url: &str, endpoint: &str, name: &str) -> Result<Session, BusError> {
+async fn open_session(
+    url: &str,
+    endpoint: &str,
+    name: &str,
+    exchange: &ShortString,
+) -> Result<Session, BusError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let connect = async {
         let connection = Connection::connect(url, properties)
@@ -490,7 +523,7 @@ async fn open_session(url: &str, endpoint: &str, name: &str) -> Result<Session, 
             .map_err(|e| unavailable(endpoint, "opening a channel", &e))?;
         channel
             .exchange_declare(
-                EXCHANGE.into(),
+                exchange.clone(),
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     durable: true,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod identity;
+pub mod namespace;
 pub mod pubsub;
 pub mod pubsub_redis;
 pub mod shutdown;
@@ -18,4 +19,5 @@ pub mod token;
 
 pub use backends::Backends;
 pub use config::Secret;
+pub use namespace::Namespace;
 pub use shutdown::Shutdown;

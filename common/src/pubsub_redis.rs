@@ -46,6 +46,7 @@ use redis::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::namespace::Namespace;
 use crate::pubsub::{PubSub, PubSubError, SUBSCRIBER_QUEUE, Subscriber, SubscriberEvent};
 
 /// How long establishing one connection may take. Short, so that a service
@@ -90,6 +91,8 @@ pub struct RedisPubSub {
     publisher: Publisher,
     /// The URL(s) with any password masked: safe for logs and `Debug`.
     description: Arc<str>,
+    /// The deployment's namespace, before every channel name on Redis.
+    channel_prefix: Arc<str>,
 }
 
 /// Where to connect; cloned into every subscriber task, which opens its own
@@ -125,7 +128,9 @@ impl RedisPubSub {
     /// for the URL rules) and checks that it answers, so that a
     /// misconfigured or unreachable Redis stops a service at start with a
     /// clear message instead of surfacing later as lost live events.
-    pub async fn connect(url: &str) -> Result<RedisPubSub, PubSubError> {
+    /// Channels are named on Redis with `namespace`'s prefix, which
+    /// subscribers never see.
+    pub async fn connect(url: &str, namespace: &Namespace) -> Result<RedisPubSub, PubSubError> {
         let (target, description) = parse_target(url)?;
         let unreachable = |e: RedisError| {
             PubSubError::Unavailable(format!(
@@ -162,6 +167,7 @@ impl RedisPubSub {
             target,
             publisher,
             description,
+            channel_prefix: Arc::from(namespace.channel_prefix()),
         })
     }
 
@@ -192,6 +198,7 @@ impl RedisPubSub {
             wanted: HashSet::new(),
             awaiting_unsubscribe: HashMap::new(),
             client_id: shared_client_id.clone(),
+            channel_prefix: self.channel_prefix.clone(),
             backoff: BACKOFF_MIN,
             next_tick: Instant::now() + HEALTH_CHECK_EVERY,
             resubscribed_pending: false,
@@ -200,6 +207,7 @@ impl RedisPubSub {
         let subscriber = RedisSubscriber {
             commands: commands_tx,
             client_id: shared_client_id,
+            channel_prefix: self.channel_prefix.clone(),
         };
         Ok((subscriber, events_rx))
     }
@@ -211,6 +219,7 @@ impl PubSub for RedisPubSub {
     /// error means this event misses live fan-out; the message itself is
     /// already committed, so callers log it and carry on.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), PubSubError> {
+        let channel = &format!("{}{channel}", self.channel_prefix);
         let publish = async {
             match &self.publisher {
                 Publisher::Single(manager) => {
@@ -258,6 +267,7 @@ impl PubSub for RedisPubSub {
 pub struct RedisSubscriber {
     commands: mpsc::Sender<Command>,
     client_id: Arc<AtomicI64>,
+    channel_prefix: Arc<str>,
 }
 
 impl RedisSubscriber {
@@ -290,7 +300,7 @@ impl Subscriber for RedisSubscriber {
     /// reconnects, subscribes it with all others and then reports
     /// [`SubscriberEvent::Resubscribed`].
     async fn subscribe(&self, channel: &str) -> Result<(), PubSubError> {
-        let channel = channel.to_owned();
+        let channel = format!("{}{channel}", self.channel_prefix);
         self.request(|reply| Command::Subscribe(channel, reply))
             .await
     }
@@ -300,7 +310,7 @@ impl Subscriber for RedisSubscriber {
     /// the channel is no longer wanted either way and is not subscribed
     /// again on reconnect.
     async fn unsubscribe(&self, channel: &str) -> Result<(), PubSubError> {
-        let channel = channel.to_owned();
+        let channel = format!("{}{channel}", self.channel_prefix);
         self.request(|reply| Command::Unsubscribe(channel, reply))
             .await
     }
@@ -411,6 +421,8 @@ struct SubscriberTask {
     /// on its own (a cluster does that when a slot moves).
     awaiting_unsubscribe: HashMap<String, u32>,
     client_id: Arc<AtomicI64>,
+    /// Stripped from channel names before delivery.
+    channel_prefix: Arc<str>,
     backoff: Duration,
     /// Next health check when connected, next reconnect attempt otherwise.
     next_tick: Instant,
@@ -520,8 +532,11 @@ impl SubscriberTask {
                 if !self.wanted.contains(&channel) {
                     return;
                 }
+                let unprefixed = channel
+                    .strip_prefix(&*self.channel_prefix)
+                    .unwrap_or(&channel);
                 self.deliver(SubscriberEvent::Message {
-                    channel: Arc::from(channel),
+                    channel: Arc::from(unprefixed),
                     payload: Bytes::from(payload),
                 });
             }

@@ -1,6 +1,6 @@
 //! The gateway binary: one replica of the WebSocket and HTTP front door.
 
-use chat_common::{Backends, Secret, Shutdown};
+use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -46,6 +46,10 @@ struct Args {
     /// presence-service's TTL (a third of it).
     #[arg(long, env = "PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
     presence_heartbeat_ms: u64,
+    /// Namespace of this deployment's names on shared Redis and RabbitMQ
+    /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
+    #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
+    namespace: Namespace,
 }
 
 #[tokio::main]
@@ -73,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         presence_addr: args.presence_addr,
         jwt_secret: args.jwt_secret,
         service_token: args.service_token,
-        backends: Backends::connect(args.redis_url.as_deref(), None).await?,
+        backends: Backends::connect(args.redis_url.as_deref(), None, &args.namespace).await?,
         allowed_origins: args.allowed_origins,
         limits,
     };

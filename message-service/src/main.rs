@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_common::{Backends, Secret, Shutdown, shutdown, telemetry};
+use chat_common::{Backends, Namespace, Secret, Shutdown, shutdown, telemetry};
 use chat_message_service::Config;
 use clap::Parser;
 
@@ -49,6 +49,10 @@ struct Args {
     /// unset runs in-process.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     amqp_url: Option<String>,
+    /// Namespace of this deployment's names on shared Redis and RabbitMQ
+    /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
+    #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
+    namespace: Namespace,
 }
 
 #[tokio::main]
@@ -68,7 +72,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         database_url: args.database_url,
         service_token: args.service_token,
-        backends: Backends::connect(args.redis_url.as_deref(), args.amqp_url.as_deref()).await?,
+        backends: Backends::connect(
+            args.redis_url.as_deref(),
+            args.amqp_url.as_deref(),
+            &args.namespace,
+        )
+        .await?,
         recall_window: Duration::from_secs(args.recall_window_s),
         max_text_chars: args.max_text_chars,
         max_attachment_bytes: args.max_attachment_bytes,

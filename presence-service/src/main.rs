@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_common::{Backends, Secret, Shutdown};
+use chat_common::{Backends, Namespace, Secret, Shutdown};
 use chat_presence_service::Config;
-use chat_presence_service::store::{DEFAULT_REDIS_PREFIX, MemoryStore, PresenceStore, RedisStore};
+use chat_presence_service::store::{MemoryStore, PresenceStore, RedisStore};
 use clap::Parser;
 
 /// The service credential of a laptop set-up; never for production.
@@ -37,10 +37,10 @@ struct Args {
     /// unset runs in-process.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     amqp_url: Option<String>,
-    /// Prefix of every presence key in Redis, to share a server with other
-    /// deployments.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
-    redis_prefix: String,
+    /// Namespace of this deployment's names on shared Redis and RabbitMQ
+    /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
+    #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
+    namespace: Namespace,
 }
 
 /// The store named by the arguments: Redis when a URL is given, so that
@@ -51,7 +51,7 @@ async fn store(args: &Args) -> anyhow::Result<Arc<dyn PresenceStore>> {
         tracing::info!("presence store: in memory (set REDIS_URL to share it between replicas)");
         return Ok(Arc::new(MemoryStore::new()));
     };
-    let store = RedisStore::connect(url, args.redis_prefix.clone())
+    let store = RedisStore::connect(url, args.namespace.key_prefix())
         .await
         .context("cannot connect to the presence Redis (REDIS_URL)")?;
     // The address only: the URL may hold a password.
@@ -76,7 +76,12 @@ async fn main() -> anyhow::Result<()> {
     let store = store(&args).await?;
     let mut config = Config::new(
         args.service_token,
-        Backends::connect(args.redis_url.as_deref(), args.amqp_url.as_deref()).await?,
+        Backends::connect(
+            args.redis_url.as_deref(),
+            args.amqp_url.as_deref(),
+            &args.namespace,
+        )
+        .await?,
     );
     config.connection_ttl = Duration::from_secs(args.ttl_s);
 

@@ -3,11 +3,10 @@
 
 use serde_json::json;
 
-use crate::support::{TestSystem, str_of};
+use crate::support::{Deployment, TestSystem, str_of};
 
-#[tokio::test]
-async fn register_returns_the_user_and_a_token_pair() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn register_returns_the_user_and_a_token_pair(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let (status, body) = t
         .post(
             "/auth/register",
@@ -34,9 +33,8 @@ async fn register_returns_the_user_and_a_token_pair() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_taken_username_is_a_conflict() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_taken_username_is_a_conflict(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     t.register("alice").await?;
     let (status, body) = t
         .post(
@@ -50,9 +48,10 @@ async fn a_taken_username_is_a_conflict() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn bad_usernames_and_passwords_are_invalid_arguments() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn bad_usernames_and_passwords_are_invalid_arguments(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let cases = [
         json!({"username": "Alice", "password": "correct horse"}),
         json!({"username": "al", "password": "correct horse"}),
@@ -78,9 +77,8 @@ async fn bad_usernames_and_passwords_are_invalid_arguments() -> anyhow::Result<(
     Ok(())
 }
 
-#[tokio::test]
-async fn malformed_json_bodies_are_invalid_arguments() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn malformed_json_bodies_are_invalid_arguments(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let response = t
         .http
         .post(t.url("/auth/login"))
@@ -94,9 +92,8 @@ async fn malformed_json_bodies_are_invalid_arguments() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn login_checks_the_password() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn login_checks_the_password(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
         .post(
@@ -134,9 +131,10 @@ async fn login_checks_the_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn refresh_rotates_and_reuse_revokes_the_family() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn refresh_rotates_and_reuse_revokes_the_family(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, first) = t
         .post(
@@ -173,9 +171,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn logout_spends_the_refresh_token() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn logout_spends_the_refresh_token(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
         .post(
@@ -196,9 +193,8 @@ async fn logout_spends_the_refresh_token() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn me_needs_a_valid_token() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn me_needs_a_valid_token(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t.get("/me", Some(&alice.token)).await?;
     assert_eq!(status, 200);
@@ -216,9 +212,8 @@ async fn me_needs_a_valid_token() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn display_name_changes() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn display_name_changes(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
         .call(
@@ -235,9 +230,10 @@ async fn display_name_changes() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn password_change_checks_the_old_one_and_revokes_refresh_tokens() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn password_change_checks_the_old_one_and_revokes_refresh_tokens(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
         .post(
@@ -286,9 +282,8 @@ async fn password_change_checks_the_old_one_and_revokes_refresh_tokens() -> anyh
     Ok(())
 }
 
-#[tokio::test]
-async fn users_are_found_by_prefix_with_presence() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn users_are_found_by_prefix_with_presence(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     t.register("albert").await?;
     t.register("bob").await?;
@@ -305,3 +300,17 @@ async fn users_are_found_by_prefix_with_presence() -> anyhow::Result<()> {
     assert_eq!(users[1]["status"], "online");
     Ok(())
 }
+
+crate::on_both_deployments!(
+    register_returns_the_user_and_a_token_pair,
+    a_taken_username_is_a_conflict,
+    bad_usernames_and_passwords_are_invalid_arguments,
+    malformed_json_bodies_are_invalid_arguments,
+    login_checks_the_password,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_spends_the_refresh_token,
+    me_needs_a_valid_token,
+    display_name_changes,
+    password_change_checks_the_old_one_and_revokes_refresh_tokens,
+    users_are_found_by_prefix_with_presence,
+);

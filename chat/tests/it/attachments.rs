@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSystem, User, str_of};
+use crate::support::{Deployment, TestSystem, User, str_of};
 
 const CONTENT: &str = "hello attachment";
 /// SHA-256 of [`CONTENT`].
@@ -29,9 +29,10 @@ async fn upload(
     Ok((status, response.json().await?))
 }
 
-#[tokio::test]
-async fn an_uploaded_file_is_sent_and_downloaded_by_members_only() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn an_uploaded_file_is_sent_and_downloaded_by_members_only(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let eve = t.register("eve").await?;
@@ -91,9 +92,9 @@ async fn an_uploaded_file_is_sent_and_downloaded_by_members_only() -> anyhow::Re
     Ok(())
 }
 
-#[tokio::test]
-async fn uploads_over_the_limit_are_refused_with_413() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| o.gateway_limits.max_attachment_bytes = 1000).await?;
+async fn uploads_over_the_limit_are_refused_with_413(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| o.gateway_limits.max_attachment_bytes = 1000)
+        .await?;
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     let (status, body) = upload(&t, &alice, &room, vec![7u8; 1001].into()).await?;
@@ -119,3 +120,8 @@ async fn uploads_over_the_limit_are_refused_with_413() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+crate::on_both_deployments!(
+    an_uploaded_file_is_sent_and_downloaded_by_members_only,
+    uploads_over_the_limit_are_refused_with_413,
+);

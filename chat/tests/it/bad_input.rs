@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
 async fn still_usable(ws: &mut crate::support::Ws) -> anyhow::Result<()> {
     let pong = ws.request(json!({"type": "ping"})).await?;
@@ -13,9 +13,10 @@ async fn still_usable(ws: &mut crate::support::Ws) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn malformed_frames_get_errors_and_the_connection_stays_open() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn malformed_frames_get_errors_and_the_connection_stays_open(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mut ws = t.ws(&alice).await?;
 
@@ -54,9 +55,8 @@ async fn malformed_frames_get_errors_and_the_connection_stays_open() -> anyhow::
     Ok(())
 }
 
-#[tokio::test]
-async fn unknown_rooms_and_non_members_are_refused() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn unknown_rooms_and_non_members_are_refused(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mallory = t.register("mallory").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -88,9 +88,8 @@ async fn unknown_rooms_and_non_members_are_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn text_over_the_limit_is_too_large() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn text_over_the_limit_is_too_large(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     let mut ws = t.ws(&alice).await?;
@@ -110,9 +109,8 @@ async fn text_over_the_limit_is_too_large() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_frame_over_64_kib_closes_with_1009() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_frame_over_64_kib_closes_with_1009(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mut ws = t.ws(&alice).await?;
     let huge = format!(
@@ -124,9 +122,10 @@ async fn a_frame_over_64_kib_closes_with_1009() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn flooding_is_rate_limited_then_closed_with_1008() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| {
+async fn flooding_is_rate_limited_then_closed_with_1008(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| {
         o.gateway_limits.frames_per_second = 1;
         o.gateway_limits.frame_burst = 5;
         o.gateway_limits.abuse_rejections = 10;
@@ -150,9 +149,10 @@ async fn flooding_is_rate_limited_then_closed_with_1008() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_cross_site_origin_is_refused_at_the_handshake() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_cross_site_origin_is_refused_at_the_handshake(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(t.ws_url())?;
@@ -184,9 +184,10 @@ async fn a_cross_site_origin_is_refused_at_the_handshake() -> anyhow::Result<()>
     Ok(())
 }
 
-#[tokio::test]
-async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| {
+async fn a_silent_client_is_closed_after_the_idle_timeout(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| {
         o.gateway_limits.ping_interval = Duration::from_millis(100);
         o.gateway_limits.idle_timeout = Duration::from_millis(300);
     })
@@ -206,9 +207,10 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn unknown_api_paths_are_not_found_in_the_protocol_format() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn unknown_api_paths_are_not_found_in_the_protocol_format(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let (status, body) = t.get("/nope", None).await?;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -216,3 +218,14 @@ async fn unknown_api_paths_are_not_found_in_the_protocol_format() -> anyhow::Res
     );
     Ok(())
 }
+
+crate::on_both_deployments!(
+    malformed_frames_get_errors_and_the_connection_stays_open,
+    unknown_rooms_and_non_members_are_refused,
+    text_over_the_limit_is_too_large,
+    a_frame_over_64_kib_closes_with_1009,
+    flooding_is_rate_limited_then_closed_with_1008,
+    a_cross_site_origin_is_refused_at_the_handshake,
+    a_silent_client_is_closed_after_the_idle_timeout,
+    unknown_api_paths_are_not_found_in_the_protocol_format,
+);

@@ -7,13 +7,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chat_common::Namespace;
 use chat_common::bus::EventBus;
 use chat_common::bus_rabbitmq::RabbitBus;
 use chat_proto::events::v1::{ChatEvent, chat_event};
 use prost::Message as _;
 use serde_json::json;
 
-use crate::support::{Api, Ws};
+use crate::support::{Api, Ws, servers_missing};
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const PRESENCE_TTL_S: u64 = 3;
@@ -23,19 +24,11 @@ struct Cluster {
     env: Vec<(String, String)>,
     gateways: Vec<Api>,
     databases: [String; 2],
+    namespace: Namespace,
 }
 
 fn script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
-}
-
-/// Whether PostgreSQL, Redis and RabbitMQ answer on their local ports.
-fn servers_missing() -> Vec<&'static str> {
-    [("PostgreSQL", 5432), ("Redis", 6379), ("RabbitMQ", 5672)]
-        .into_iter()
-        .filter(|(_, port)| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
-        .map(|(name, _)| name)
-        .collect()
 }
 
 /// A port nothing listens on now (the kernel hands out ephemeral ports at
@@ -61,6 +54,7 @@ fn free_consecutive_ports() -> anyhow::Result<u16> {
 impl Cluster {
     async fn up() -> anyhow::Result<Cluster> {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let namespace = Namespace::new(&format!("test{suffix}"))?;
         let base_port = free_consecutive_ports()?;
         let [auth_port, message_port, presence_port] = [free_port()?, free_port()?, free_port()?];
         let dir = tempfile::tempdir()?;
@@ -78,7 +72,7 @@ impl Cluster {
             ("PRESENCE_TTL_S".to_owned(), PRESENCE_TTL_S.to_string()),
             ("AUTH_DATABASE".to_owned(), databases[0].clone()),
             ("MESSAGE_DATABASE".to_owned(), databases[1].clone()),
-            ("REDIS_KEY_PREFIX".to_owned(), format!("test{suffix}:")),
+            ("CHAT_NAMESPACE".to_owned(), namespace.to_string()),
         ];
         let output = tokio::process::Command::new(script())
             .arg("up")
@@ -90,6 +84,7 @@ impl Cluster {
             env,
             gateways: Vec::new(),
             databases,
+            namespace,
         };
         if !output.status.success() {
             bail!(
@@ -103,7 +98,7 @@ impl Cluster {
                 .strip_prefix("gateway ")
                 .and_then(|l| l.split_whitespace().nth(1))
             {
-                cluster.gateways.push(Api::new(url.to_owned())?);
+                cluster.gateways.push(Api::new(vec![url.to_owned()])?);
             }
         }
         anyhow::ensure!(
@@ -148,12 +143,25 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
+impl Cluster {
+    /// Stops the processes, then removes what they left on the shared
+    /// servers.
+    async fn down(self) -> anyhow::Result<()> {
+        self.stop_processes();
+        crate::support::remove_from_servers(&self.namespace, &self.databases).await
+    }
+
+    fn stop_processes(&self) {
         let _ = Command::new(script())
             .arg("down")
             .envs(self.env.clone())
             .output();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_processes();
         for db in &self.databases {
             let _ = Command::new("psql")
                 .args([
@@ -197,6 +205,7 @@ async fn two_gateway_replicas_on_postgres_redis_and_rabbitmq() -> anyhow::Result
     if result.is_err() {
         eprintln!("{}", cluster.logs());
     }
+    cluster.down().await?;
     result
 }
 
@@ -225,7 +234,7 @@ async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
     assert_eq!(a.next_of("typing").await?["user_id"], bob.id.as_str());
 
     // A queue of our own on chat.events sees every message once.
-    let bus = RabbitBus::connect(AMQP_URL).await?;
+    let bus = RabbitBus::connect(AMQP_URL, &cluster.namespace).await?;
     let queue = format!("test.events.{}", uuid::Uuid::new_v4().simple());
     let mut events = bus.consume(&queue, &["message.created"]).await?;
 
@@ -354,88 +363,6 @@ async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The all-in-one binary's library, pointed at PostgreSQL and Redis by URL
-/// instead of SQLite and in-process pub/sub. (RabbitMQ is left out here: its
-/// notification queue is shared by every deployment on the broker, and the
-/// test above consumes it.)
-#[tokio::test]
-async fn the_all_in_one_system_runs_on_postgres_and_redis() -> anyhow::Result<()> {
-    let missing: Vec<&str> = servers_missing()
-        .into_iter()
-        .filter(|s| *s != "RabbitMQ")
-        .collect();
-    if !missing.is_empty() {
-        if std::env::var_os("CI").is_some() {
-            bail!(
-                "{missing:?} not reachable on 127.0.0.1; start them as .ci/run does (see STACK.md)"
-            );
-        }
-        eprintln!(
-            "SKIP the_all_in_one_system_runs_on_postgres_and_redis: {missing:?} not reachable (set CI=1 to make this a failure)"
-        );
-        return Ok(());
-    }
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let databases = [
-        format!("chat_auth_{suffix}"),
-        format!("chat_message_{suffix}"),
-    ];
-    for db in &databases {
-        let status = Command::new("psql")
-            .args([
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "-qc",
-                &format!("CREATE DATABASE {db}"),
-            ])
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot create {db}");
-    }
-    let result = async {
-        let t = crate::support::TestSystem::start_with(|o| {
-            o.redis_url = Some("redis://127.0.0.1:6379".to_owned());
-            o.auth_database_url = Some(format!(
-                "postgres://postgres@127.0.0.1:5432/{}",
-                databases[0]
-            ));
-            o.message_database_url = Some(format!(
-                "postgres://postgres@127.0.0.1:5432/{}",
-                databases[1]
-            ));
-        })
-        .await?;
-        let alice = t.register("alice").await?;
-        let bob = t.register("bob").await?;
-        let room = t.room(&alice, "lobby", "public").await?;
-        t.join(&bob, &room).await?;
-        let mut a = t.ws(&alice).await?;
-        let mut b = t.ws(&bob).await?;
-        let ack = a
-            .request(
-                json!({"type": "send", "room": room, "text": "over redis", "client_msg_id": "1"}),
-            )
-            .await?;
-        assert_eq!(ack["message"]["seq"], 1);
-        assert_eq!(b.next_of("message").await?["message"]["text"], "over redis");
-        let query = a
-            .request(json!({"type": "presence", "user_ids": [bob.id]}))
-            .await?;
-        assert_eq!(query["users"][0]["status"], "online");
-        t.stop().await?;
-        anyhow::Ok(())
-    }
-    .await;
-    for db in &databases {
-        let _ = Command::new("psql")
-            .args([
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-            ])
-            .output();
-    }
-    result
-}
-
 /// A `redis-server` of the test's own, so it can be stopped and started
 /// without disturbing other tests.
 struct OwnRedis {
@@ -501,7 +428,7 @@ async fn clients_are_told_to_resume_when_the_gateway_loses_redis() -> anyhow::Re
         .local_addr()?
         .port();
     let mut redis = OwnRedis::start(port)?;
-    let t = crate::support::TestSystem::start_with(|o| {
+    let t = crate::support::TestSystem::start_with(crate::support::Deployment::Embedded, |o| {
         o.redis_url = Some(format!("redis://127.0.0.1:{port}"))
     })
     .await?;

@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
-use crate::support::{TestSystem, str_of};
+use crate::support::{Deployment, TestSystem, str_of};
 
-#[tokio::test]
-async fn a_pair_always_gets_the_same_dm_room() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_pair_always_gets_the_same_dm_room(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let (status, body) = t
@@ -48,9 +47,8 @@ async fn a_pair_always_gets_the_same_dm_room() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_third_person_can_never_read_or_join_a_dm() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_third_person_can_never_read_or_join_a_dm(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let eve = t.register("eve").await?;
@@ -97,9 +95,8 @@ async fn a_third_person_can_never_read_or_join_a_dm() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn both_sides_see_a_new_dm_live() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn both_sides_see_a_new_dm_live(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let mut b = t.ws(&bob).await?;
@@ -114,3 +111,9 @@ async fn both_sides_see_a_new_dm_live() -> anyhow::Result<()> {
     assert_eq!(b.next_of("message").await?["message"]["text"], "psst");
     Ok(())
 }
+
+crate::on_both_deployments!(
+    a_pair_always_gets_the_same_dm_room,
+    a_third_person_can_never_read_or_join_a_dm,
+    both_sides_see_a_new_dm_live,
+);

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
-#[tokio::test]
-async fn the_sender_edits_and_members_see_it() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn the_sender_edits_and_members_see_it(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -47,9 +46,8 @@ async fn the_sender_edits_and_members_see_it() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_recalled_message_stays_as_a_tombstone() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_recalled_message_stays_as_a_tombstone(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -104,9 +102,11 @@ async fn a_recalled_message_stays_as_a_tombstone() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn recall_ends_with_the_window_and_others_cannot_recall() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| o.recall_window = Duration::from_millis(300)).await?;
+async fn recall_ends_with_the_window_and_others_cannot_recall(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| o.recall_window = Duration::from_millis(300))
+        .await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -132,9 +132,10 @@ async fn recall_ends_with_the_window_and_others_cannot_recall() -> anyhow::Resul
     Ok(())
 }
 
-#[tokio::test]
-async fn replies_point_into_the_same_room_and_mentions_resolve() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn replies_point_into_the_same_room_and_mentions_resolve(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -154,3 +155,10 @@ async fn replies_point_into_the_same_room_and_mentions_resolve() -> anyhow::Resu
     assert_eq!(error["code"], "invalid_argument");
     Ok(())
 }
+
+crate::on_both_deployments!(
+    the_sender_edits_and_members_see_it,
+    a_recalled_message_stays_as_a_tombstone,
+    recall_ends_with_the_window_and_others_cannot_recall,
+    replies_point_into_the_same_room_and_mentions_resolve,
+);

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSystem, str_of};
+use crate::support::{Deployment, TestSystem, str_of};
 
-#[tokio::test]
-async fn header_auth_gets_ready_with_rooms() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn header_auth_gets_ready_with_rooms(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     let ws = t.ws(&alice).await?;
@@ -26,9 +25,8 @@ async fn header_auth_gets_ready_with_rooms() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn first_frame_auth_gets_ready() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn first_frame_auth_gets_ready(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mut ws = t.raw_ws().await?;
     ws.send(json!({"type": "auth", "token": alice.token}))
@@ -39,9 +37,8 @@ async fn first_frame_auth_gets_ready() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_bad_token_closes_with_4001() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_bad_token_closes_with_4001(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let mut ws = t.raw_ws().await?;
     ws.send(json!({"type": "auth", "token": "not-a-token"}))
         .await?;
@@ -63,18 +60,20 @@ async fn a_bad_token_closes_with_4001() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn no_auth_within_the_timeout_closes_with_4001() -> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| o.gateway_limits.auth_timeout = Duration::from_millis(300))
-        .await?;
+async fn no_auth_within_the_timeout_closes_with_4001(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| {
+        o.gateway_limits.auth_timeout = Duration::from_millis(300)
+    })
+    .await?;
     let mut ws = t.raw_ws().await?;
     assert_eq!(ws.closed().await?, 4001);
     Ok(())
 }
 
-#[tokio::test]
-async fn a_send_is_acked_and_reaches_every_member_connection() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_send_is_acked_and_reaches_every_member_connection(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -110,9 +109,10 @@ async fn a_send_is_acked_and_reaches_every_member_connection() -> anyhow::Result
     Ok(())
 }
 
-#[tokio::test]
-async fn a_repeated_client_msg_id_acks_the_original_and_creates_nothing() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_repeated_client_msg_id_acks_the_original_and_creates_nothing(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -138,9 +138,10 @@ async fn a_repeated_client_msg_id_acks_the_original_and_creates_nothing() -> any
     Ok(())
 }
 
-#[tokio::test]
-async fn seq_is_gap_free_and_in_order_for_concurrent_senders() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn seq_is_gap_free_and_in_order_for_concurrent_senders(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -208,9 +209,10 @@ fn seqs(messages: &Value) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
-async fn history_pages_exactly_over_websocket_and_http() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn history_pages_exactly_over_websocket_and_http(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     fill(&t, &alice, &room, 12).await?;
@@ -279,9 +281,8 @@ async fn history_pages_exactly_over_websocket_and_http() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn typing_reaches_the_others_in_the_room() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn typing_reaches_the_others_in_the_room(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -298,9 +299,8 @@ async fn typing_reaches_the_others_in_the_room() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn ping_gets_pong_with_the_ref() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn ping_gets_pong_with_the_ref(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let mut ws = t.ws(&alice).await?;
     let pong = ws.request(json!({"type": "ping"})).await?;
@@ -308,9 +308,10 @@ async fn ping_gets_pong_with_the_ref() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn joining_on_one_connection_updates_all_of_the_users_connections() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn joining_on_one_connection_updates_all_of_the_users_connections(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -350,9 +351,8 @@ async fn joining_on_one_connection_updates_all_of_the_users_connections() -> any
     Ok(())
 }
 
-#[tokio::test]
-async fn resume_replays_what_was_missed_in_order() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn resume_replays_what_was_missed_in_order(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -385,10 +385,10 @@ async fn resume_replays_what_was_missed_in_order() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_client_away_for_1500_messages_gets_them_all_through_resume_and_history()
--> anyhow::Result<()> {
-    let t = TestSystem::start_with(|o| {
+async fn a_client_away_for_1500_messages_gets_them_all_through_resume_and_history(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| {
         o.gateway_limits.frames_per_second = 1_000_000;
         o.gateway_limits.frame_burst = 1_000_000;
         o.gateway_limits.send_queue_frames = 4096;
@@ -439,3 +439,19 @@ async fn a_client_away_for_1500_messages_gets_them_all_through_resume_and_histor
     assert_eq!(got, (1..=total as i64).collect::<Vec<i64>>());
     Ok(())
 }
+
+crate::on_both_deployments!(
+    a_client_away_for_1500_messages_gets_them_all_through_resume_and_history,
+    header_auth_gets_ready_with_rooms,
+    first_frame_auth_gets_ready,
+    a_bad_token_closes_with_4001,
+    no_auth_within_the_timeout_closes_with_4001,
+    a_send_is_acked_and_reaches_every_member_connection,
+    a_repeated_client_msg_id_acks_the_original_and_creates_nothing,
+    seq_is_gap_free_and_in_order_for_concurrent_senders,
+    history_pages_exactly_over_websocket_and_http,
+    typing_reaches_the_others_in_the_room,
+    ping_gets_pong_with_the_ref,
+    joining_on_one_connection_updates_all_of_the_users_connections,
+    resume_replays_what_was_missed_in_order,
+);

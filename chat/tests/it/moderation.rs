@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestSystem, User};
+use crate::support::{Deployment, TestSystem, User};
 
 async fn moderate(
     t: &TestSystem,
@@ -20,9 +20,10 @@ async fn moderate(
         .await
 }
 
-#[tokio::test]
-async fn a_kicked_users_sockets_stop_receiving_the_room_at_once() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_kicked_users_sockets_stop_receiving_the_room_at_once(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -72,9 +73,8 @@ async fn a_kicked_users_sockets_stop_receiving_the_room_at_once() -> anyhow::Res
     Ok(())
 }
 
-#[tokio::test]
-async fn a_banned_user_cannot_rejoin_until_unbanned() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_banned_user_cannot_rejoin_until_unbanned(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -99,9 +99,8 @@ async fn a_banned_user_cannot_rejoin_until_unbanned() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_muted_user_cannot_send_until_unmuted() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_muted_user_cannot_send_until_unmuted(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -146,9 +145,10 @@ async fn a_muted_user_cannot_send_until_unmuted() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn only_owners_and_admins_moderate_and_nobody_moderates_the_owner() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn only_owners_and_admins_moderate_and_nobody_moderates_the_owner(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -202,9 +202,10 @@ async fn only_owners_and_admins_moderate_and_nobody_moderates_the_owner() -> any
     Ok(())
 }
 
-#[tokio::test]
-async fn private_rooms_are_entered_only_by_being_added() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn private_rooms_are_entered_only_by_being_added(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -247,9 +248,10 @@ async fn private_rooms_are_entered_only_by_being_added() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn an_owner_who_leaves_hands_the_room_to_the_oldest_admin() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn an_owner_who_leaves_hands_the_room_to_the_oldest_admin(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -276,3 +278,12 @@ async fn an_owner_who_leaves_hands_the_room_to_the_oldest_admin() -> anyhow::Res
     assert_eq!(body["room"]["owner_id"], carol.id.as_str());
     Ok(())
 }
+
+crate::on_both_deployments!(
+    a_kicked_users_sockets_stop_receiving_the_room_at_once,
+    a_banned_user_cannot_rejoin_until_unbanned,
+    a_muted_user_cannot_send_until_unmuted,
+    only_owners_and_admins_moderate_and_nobody_moderates_the_owner,
+    private_rooms_are_entered_only_by_being_added,
+    an_owner_who_leaves_hands_the_room_to_the_oldest_admin,
+);

@@ -8,7 +8,7 @@ use chat_proto::presence::v1::ListNotificationsRequest;
 use chat_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use serde_json::json;
 
-use crate::support::{TestSystem, User, str_of};
+use crate::support::{Deployment, TestSystem, User, str_of};
 
 /// Waits until presence-service holds a pending notification for `user`
 /// (events travel through the outbox and the event bus asynchronously).
@@ -45,9 +45,10 @@ async fn pending(t: &TestSystem, user: &User) -> anyhow::Result<()> {
     }
 }
 
-#[tokio::test]
-async fn an_offline_user_gets_a_mention_once_in_the_next_ready() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn an_offline_user_gets_a_mention_once_in_the_next_ready(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -87,9 +88,8 @@ async fn an_offline_user_gets_a_mention_once_in_the_next_ready() -> anyhow::Resu
     Ok(())
 }
 
-#[tokio::test]
-async fn an_online_user_gets_notifications_live() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn an_online_user_gets_notifications_live(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let (_, body) = t
@@ -108,3 +108,8 @@ async fn an_online_user_gets_notifications_live() -> anyhow::Result<()> {
     a.assert_no("notification").await?;
     Ok(())
 }
+
+crate::on_both_deployments!(
+    an_offline_user_gets_a_mention_once_in_the_next_ready,
+    an_online_user_gets_notifications_live,
+);

@@ -6,11 +6,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+    let t = TestSystem::start(Deployment::Embedded).await?;
     let health: serde_json::Value = t
         .http
         .get(format!("{}/healthz", t.base))
@@ -31,7 +31,7 @@ async fn healthz_and_readyz_answer() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn every_grpc_service_reports_serving() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+    let t = TestSystem::start(Deployment::Embedded).await?;
     let system = t.system()?;
     let services = [
         (system.auth_addr, "chat.auth.v1.AuthService"),
@@ -61,7 +61,7 @@ async fn every_grpc_service_reports_serving() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_restart_on_the_same_data_keeps_users_rooms_messages_and_tokens() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+    let t = TestSystem::start(Deployment::Embedded).await?;
     let alice = t.register("alice").await?;
     let room = t.room(&alice, "lobby", "public").await?;
     let mut ws = t.ws(&alice).await?;
@@ -90,7 +90,7 @@ async fn a_restart_on_the_same_data_keeps_users_rooms_messages_and_tokens() -> a
 
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1012() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+    let t = TestSystem::start(Deployment::Embedded).await?;
     let alice = t.register("alice").await?;
     let mut ws = t.ws(&alice).await?;
     let stopping = tokio::spawn(t.stop());

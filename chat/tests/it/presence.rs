@@ -3,11 +3,12 @@
 
 use serde_json::json;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
-#[tokio::test]
-async fn a_user_is_offline_only_when_the_last_connection_closes() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_user_is_offline_only_when_the_last_connection_closes(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let carol = t.register("carol").await?;
@@ -54,3 +55,5 @@ async fn a_user_is_offline_only_when_the_last_connection_closes() -> anyhow::Res
     assert_eq!(query["users"][0]["last_seen"], offline["last_seen"]);
     Ok(())
 }
+
+crate::on_both_deployments!(a_user_is_offline_only_when_the_last_connection_closes,);

@@ -2,11 +2,12 @@
 
 use serde_json::json;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
-#[tokio::test]
-async fn read_positions_move_forward_and_tell_the_room() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn read_positions_move_forward_and_tell_the_room(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -75,3 +76,5 @@ async fn read_positions_move_forward_and_tell_the_room() -> anyhow::Result<()> {
     a.assert_no("read").await?;
     Ok(())
 }
+
+crate::on_both_deployments!(read_positions_move_forward_and_tell_the_room,);

@@ -2,11 +2,10 @@
 
 use serde_json::json;
 
-use crate::support::TestSystem;
+use crate::support::{Deployment, TestSystem};
 
-#[tokio::test]
-async fn a_created_room_belongs_to_its_creator() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn a_created_room_belongs_to_its_creator(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let (status, body) = t
         .post(
@@ -33,9 +32,8 @@ async fn a_created_room_belongs_to_its_creator() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn bad_room_bodies_are_refused() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn bad_room_bodies_are_refused(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     for body in [
         json!({"name": "x", "visibility": "secret"}),
@@ -56,9 +54,10 @@ async fn bad_room_bodies_are_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn only_public_rooms_are_discoverable_and_joinable() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn only_public_rooms_are_discoverable_and_joinable(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let public = t.room(&alice, "lobby", "public").await?;
@@ -108,9 +107,10 @@ async fn only_public_rooms_are_discoverable_and_joinable() -> anyhow::Result<()>
     Ok(())
 }
 
-#[tokio::test]
-async fn members_are_listed_with_roles_and_leaving_removes() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn members_are_listed_with_roles_and_leaving_removes(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "lobby", "public").await?;
@@ -141,9 +141,10 @@ async fn members_are_listed_with_roles_and_leaving_removes() -> anyhow::Result<(
     Ok(())
 }
 
-#[tokio::test]
-async fn private_room_members_are_hidden_from_outsiders() -> anyhow::Result<()> {
-    let t = TestSystem::start().await?;
+async fn private_room_members_are_hidden_from_outsiders(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
     let alice = t.register("alice").await?;
     let bob = t.register("bob").await?;
     let room = t.room(&alice, "secret", "private").await?;
@@ -156,3 +157,11 @@ async fn private_room_members_are_hidden_from_outsiders() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+crate::on_both_deployments!(
+    a_created_room_belongs_to_its_creator,
+    bad_room_bodies_are_refused,
+    only_public_rooms_are_discoverable_and_joinable,
+    members_are_listed_with_roles_and_leaving_removes,
+    private_room_members_are_hidden_from_outsiders,
+);

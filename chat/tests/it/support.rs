@@ -1,15 +1,21 @@
-//! Test harness: the whole embedded system on port 0 in a temporary data
-//! directory, driven by a real HTTP client and real WebSocket clients.
+//! Test harness: the whole system on port 0 in a temporary data directory,
+//! driven by a real HTTP client and real WebSocket clients, in one of two
+//! deployments (see [`Deployment`]).
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chat::{Options, System};
-use chat_common::Shutdown;
+use chat_common::bus_rabbitmq::RabbitBus;
+use chat_common::{Backends, Namespace, Shutdown};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -20,8 +26,151 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a test listens to conclude that nothing more arrives.
 pub const QUIET: Duration = Duration::from_millis(400);
 
+/// Where a feature test runs. [`on_both_deployments!`] runs a case on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// The embedded product mode: SQLite, in-process pub/sub and event bus,
+    /// one gateway.
+    Embedded,
+    /// The distributed backends: PostgreSQL, Redis (pub/sub and presence)
+    /// and RabbitMQ, with two gateway replicas. Requests and sockets
+    /// alternate between the replicas, so members of a room, and the
+    /// sockets of one user, sit on different ones. Each system has its own
+    /// databases and namespace, so tests run concurrently on shared servers.
+    Replicated,
+}
+
+/// Runs each listed case, an `async fn(Deployment) -> anyhow::Result<()>`
+/// of the calling module, as two tests: `embedded::<case>` and
+/// `replicated::<case>`.
+#[macro_export]
+macro_rules! on_both_deployments {
+    ($($case:ident),+ $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $case() -> anyhow::Result<()> {
+                    super::$case($crate::support::Deployment::Embedded).await
+                }
+            )+
+        }
+        mod replicated {
+            $(
+                #[tokio::test]
+                async fn $case() -> anyhow::Result<()> {
+                    $crate::support::replicated(stringify!($case), super::$case).await
+                }
+            )+
+        }
+    };
+}
+
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Which of PostgreSQL, Redis and RabbitMQ do not answer on their ports.
+pub fn servers_missing() -> Vec<&'static str> {
+    [("PostgreSQL", 5432), ("Redis", 6379), ("RabbitMQ", 5672)]
+        .into_iter()
+        .filter(|(_, port)| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Runs `case` on the replicated deployment, then removes what its systems
+/// left on the shared servers, whether it passed or not. Without the
+/// servers it is skipped loudly, or fails when `CI` is set.
+pub async fn replicated<F, Fut>(name: &str, case: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Deployment) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let missing = servers_missing();
+    if !missing.is_empty() {
+        if std::env::var_os("CI").is_some() {
+            bail!("{missing:?} not reachable on 127.0.0.1; start them as .ci/run does");
+        }
+        eprintln!(
+            "SKIP replicated::{name}: {missing:?} not reachable (set CI=1 to make this a failure)"
+        );
+        return Ok(());
+    }
+    let result = case(Deployment::Replicated).await;
+    let leftovers = std::mem::take(&mut *LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner()));
+    for leftover in leftovers {
+        if let Err(error) = leftover.remove().await {
+            eprintln!("could not clean up after {name}: {error:#}");
+        }
+    }
+    result
+}
+
+/// What a replicated system creates on the shared servers.
+struct Leftover {
+    namespace: Namespace,
+    databases: Vec<String>,
+}
+
+/// The leftovers of this test's replicated systems; each test runs in its
+/// own process under nextest, and in its own namespace anyway.
+static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
+
+impl Leftover {
+    async fn remove(self) -> anyhow::Result<()> {
+        // The system's tasks were aborted when the case dropped it; let its
+        // event-bus consumers see that before their queues go.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        remove_from_servers(&self.namespace, &self.databases).await
+    }
+}
+
+/// Removes a stopped deployment's queue, exchange, Redis keys and
+/// databases from the shared servers.
+pub async fn remove_from_servers(
+    namespace: &Namespace,
+    databases: &[String],
+) -> anyhow::Result<()> {
+    let bus = RabbitBus::connect(&amqp_url(), namespace).await?;
+    bus.delete_queue(chat_presence_service::NOTIFICATION_QUEUE)
+        .await?;
+    bus.delete_exchange().await?;
+
+    let client = redis::Client::open(redis_url())?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", namespace.key_prefix()))
+        .query_async(&mut redis)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<i64>(&mut redis)
+            .await?;
+    }
+
+    let mut postgres = sqlx::PgConnection::connect(&format!("{POSTGRES_URL}/postgres")).await?;
+    for database in databases {
+        // The names are generated here, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+        )))
+        .execute(&mut postgres)
+        .await?;
+    }
+    Ok(())
+}
+
 pub struct TestSystem {
     pub system: Option<System>,
+    /// Gateway replicas beyond the system's own.
+    replicas: JoinSet<anyhow::Result<()>>,
     pub api: Api,
     pub dir: tempfile::TempDir,
 }
@@ -33,9 +182,13 @@ impl std::ops::Deref for TestSystem {
     }
 }
 
-/// A client of one gateway: its HTTP API and WebSocket.
+/// A client of the gateways: their HTTP API and WebSocket.
 pub struct Api {
+    /// The first gateway.
     pub base: String,
+    /// Every gateway; requests and sockets take turns.
+    bases: Vec<String>,
+    turn: AtomicUsize,
     pub http: reqwest::Client,
 }
 
@@ -46,16 +199,23 @@ pub struct User {
 }
 
 impl TestSystem {
-    pub async fn start() -> anyhow::Result<TestSystem> {
-        TestSystem::start_with(|_| {}).await
+    pub async fn start(deployment: Deployment) -> anyhow::Result<TestSystem> {
+        TestSystem::start_with(deployment, |_| {}).await
     }
 
-    pub async fn start_with(configure: impl FnOnce(&mut Options)) -> anyhow::Result<TestSystem> {
+    pub async fn start_with(
+        deployment: Deployment,
+        configure: impl FnOnce(&mut Options),
+    ) -> anyhow::Result<TestSystem> {
         let dir = tempfile::tempdir()?;
-        TestSystem::start_in(dir, configure).await
+        match deployment {
+            Deployment::Embedded => TestSystem::start_in(dir, configure).await,
+            Deployment::Replicated => TestSystem::start_replicated(dir, configure).await,
+        }
     }
 
-    /// Starts on an existing data directory (to test restarts).
+    /// Starts the embedded system on an existing data directory (to test
+    /// restarts).
     pub async fn start_in(
         dir: tempfile::TempDir,
         configure: impl FnOnce(&mut Options),
@@ -63,10 +223,77 @@ impl TestSystem {
         let mut options = Options::new("127.0.0.1:0", dir.path());
         configure(&mut options);
         let system = chat::start(options, Shutdown::new()).await?;
-        let api = Api::new(format!("http://{}", system.addr))?;
+        let api = Api::new(vec![format!("http://{}", system.addr)])?;
         api.wait_ready().await?;
         Ok(TestSystem {
             system: Some(system),
+            replicas: JoinSet::new(),
+            api,
+            dir,
+        })
+    }
+
+    async fn start_replicated(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Options),
+    ) -> anyhow::Result<TestSystem> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let namespace = Namespace::new(&format!("t{suffix}"))?;
+        let databases = vec![
+            format!("chat_t{suffix}_auth"),
+            format!("chat_t{suffix}_message"),
+        ];
+        LEFTOVERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Leftover {
+                namespace: namespace.clone(),
+                databases: databases.clone(),
+            });
+        let mut postgres = sqlx::PgConnection::connect(&format!("{POSTGRES_URL}/postgres")).await?;
+        for database in &databases {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+                .execute(&mut postgres)
+                .await?;
+        }
+        postgres.close().await?;
+
+        let mut options = Options::new("127.0.0.1:0", dir.path());
+        configure(&mut options);
+        options.redis_url = Some(redis_url());
+        options.amqp_url = Some(amqp_url());
+        options.auth_database_url = Some(format!("{POSTGRES_URL}/{}", databases[0]));
+        options.message_database_url = Some(format!("{POSTGRES_URL}/{}", databases[1]));
+        options.namespace = namespace.clone();
+        let shutdown = Shutdown::new();
+        let system = chat::start(options.clone(), shutdown.clone()).await?;
+
+        // A second gateway on the same services, meeting the first only
+        // through Redis, as replicas in separate processes do.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let replica_addr = listener.local_addr()?;
+        let config = chat_gateway::Config {
+            gateway_id: "replica-2".to_owned(),
+            auth_addr: format!("http://{}", system.auth_addr),
+            message_addr: format!("http://{}", system.message_addr),
+            presence_addr: format!("http://{}", system.presence_addr),
+            jwt_secret: chat_common::config::load_or_create_secret(&dir.path().join("jwt-secret"))?,
+            service_token: system.service_token.clone(),
+            backends: Backends::connect(Some(&redis_url()), None, &namespace).await?,
+            allowed_origins: Vec::new(),
+            limits: options.gateway_limits.clone(),
+        };
+        let mut replicas = JoinSet::new();
+        replicas.spawn(chat_gateway::serve(config, listener, shutdown));
+
+        let api = Api::new(vec![
+            format!("http://{}", system.addr),
+            format!("http://{replica_addr}"),
+        ])?;
+        api.wait_ready().await?;
+        Ok(TestSystem {
+            system: Some(system),
+            replicas,
             api,
             dir,
         })
@@ -81,34 +308,49 @@ impl TestSystem {
         if let Some(system) = self.system.take() {
             system.stop().await?;
         }
+        while let Some(result) = self.replicas.join_next().await {
+            result??;
+        }
         Ok(self.dir)
     }
 }
 
 impl Api {
-    pub fn new(base: String) -> anyhow::Result<Api> {
+    pub fn new(bases: Vec<String>) -> anyhow::Result<Api> {
         Ok(Api {
-            base,
+            base: bases.first().context("no gateway")?.clone(),
+            bases,
+            turn: AtomicUsize::new(0),
             http: reqwest::Client::builder().timeout(WAIT).build()?,
         })
     }
 
-    pub async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let response = self.http.get(format!("{}/readyz", self.base)).send().await;
-            if response.is_ok_and(|r| r.status() == 200) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{} did not become ready", self.base);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// The gateway whose turn it is.
+    fn next_base(&self) -> &str {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        &self.bases[turn % self.bases.len()]
     }
 
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for base in &self.bases {
+            loop {
+                let response = self.http.get(format!("{base}/readyz")).send().await;
+                if response.is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("{base} did not become ready");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// An API URL on the gateway whose turn it is.
     pub fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{}", self.base, path)
+        format!("{}/api/v1{}", self.next_base(), path)
     }
 
     pub async fn call(
@@ -193,8 +435,9 @@ impl Api {
         Ok(())
     }
 
+    /// The WebSocket URL of the gateway whose turn it is.
     pub fn ws_url(&self) -> String {
-        format!("{}/ws", self.base.replacen("http", "ws", 1))
+        format!("{}/ws", self.next_base().replacen("http", "ws", 1))
     }
 
     /// A WebSocket authenticated by header, past its `ready`.

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chat_common::Namespace;
 use chat_common::bus::{BusMessage, Delivery, EXCHANGE, EventBus, InProcessBus, SCHEMA_VERSION};
 use chat_common::bus_rabbitmq::RabbitBus;
 use tokio::sync::mpsc;
@@ -98,7 +99,7 @@ fn amqp_url() -> String {
 /// A bus on the test broker, or `None` (after a loud SKIP line) when none
 /// is running, unless `CI` is set: there a missing broker is a failure.
 async fn rabbit(test: &str) -> anyhow::Result<Option<RabbitBus>> {
-    match RabbitBus::connect(&amqp_url()).await {
+    match RabbitBus::connect(&amqp_url(), &Namespace::none()).await {
         Ok(bus) => Ok(Some(bus)),
         Err(error) if std::env::var_os("CI").is_some() => anyhow::bail!(
             "{test}: {error}; start RabbitMQ with `rabbitmq-server -detached` \
@@ -131,6 +132,48 @@ async fn rabbitmq_bus_meets_the_contract() -> anyhow::Result<()> {
     for queue in ["messages", "all"] {
         bus.delete_queue(&format!("{prefix}{queue}")).await?;
     }
+    result
+}
+
+#[tokio::test]
+async fn a_namespace_keeps_deployments_on_one_broker_apart() -> anyhow::Result<()> {
+    let test = "a_namespace_keeps_deployments_on_one_broker_apart";
+    let Some(plain) = rabbit(test).await? else {
+        return Ok(());
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = Namespace::new(&format!("ns{}", &suffix[..12]))?;
+    let namespaced = RabbitBus::connect(&amqp_url(), &namespace).await?;
+    let queue = format!("q{suffix}");
+    let key = format!("k{suffix}.created");
+    let result = async {
+        let mut inside = namespaced.consume(&queue, &[&key]).await?;
+        let mut outside = plain.consume(&queue, &[&key]).await?;
+        let inside_id = format!("in-{suffix}");
+        let outside_id = format!("out-{suffix}");
+        let ours = HashSet::from([inside_id.clone(), outside_id.clone()]);
+        namespaced.publish(event(&key, &inside_id)).await?;
+        plain.publish(event(&key, &outside_id)).await?;
+        for (rx, expected) in [(&mut inside, &inside_id), (&mut outside, &outside_id)] {
+            let delivery = next_own(rx, &ours, WAIT)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{expected} not delivered"))?;
+            assert_eq!(&delivery.message.event_id, expected);
+            delivery.ack().await?;
+            assert!(
+                next_own(rx, &ours, Duration::from_millis(300))
+                    .await?
+                    .is_none(),
+                "an event crossed namespaces"
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    namespaced.delete_queue(&queue).await?;
+    plain.delete_queue(&queue).await?;
+    namespaced.delete_exchange().await?;
     result
 }
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use chat_common::Namespace;
 use chat_common::pubsub::{InProcessPubSub, PubSub, Subscriber, SubscriberEvent};
 use chat_common::pubsub_redis::RedisPubSub;
 use tokio::sync::mpsc;
@@ -104,7 +105,7 @@ fn unique_prefix() -> String {
 /// none is running, unless `CI` is set: there a missing Redis is a failure.
 async fn redis(test: &str) -> anyhow::Result<Option<RedisPubSub>> {
     let url = redis_url();
-    match RedisPubSub::connect(&url).await {
+    match RedisPubSub::connect(&url, &Namespace::none()).await {
         Ok(pubsub) => Ok(Some(pubsub)),
         Err(error) if std::env::var_os("CI").is_some() => anyhow::bail!(
             "{test}: {error}; start Redis with `{START_REDIS}` (or point REDIS_URL at one)"
@@ -138,10 +139,51 @@ async fn redis_pubsub_meets_the_contract() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_namespace_keeps_deployments_on_one_redis_apart() -> anyhow::Result<()> {
+    let test = "a_namespace_keeps_deployments_on_one_redis_apart";
+    let Some(plain) = redis(test).await? else {
+        return Ok(());
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = Namespace::new(&format!("ns{}", &suffix[..12]))?;
+    let namespaced = RedisPubSub::connect(&redis_url(), &namespace).await?;
+    contract(&namespaced, "").await?;
+
+    let room = format!("room:{suffix}");
+    let (inside, mut inside_rx) = namespaced.subscriber().await?;
+    let (outside, mut outside_rx) = plain.subscriber().await?;
+    inside.subscribe(&room).await?;
+    outside.subscribe(&room).await?;
+    // On Redis the channel carries the namespace; subscribers do not see it.
+    let (raw, mut raw_rx) = plain.subscriber().await?;
+    raw.subscribe(&format!("{namespace}:{room}")).await?;
+
+    namespaced.publish(&room, Bytes::from_static(b"in")).await?;
+    assert_eq!(
+        next_message(&mut inside_rx).await?,
+        (room.clone(), Bytes::from_static(b"in"))
+    );
+    assert_eq!(
+        next_message(&mut raw_rx).await?,
+        (format!("{namespace}:{room}"), Bytes::from_static(b"in"))
+    );
+    nothing_more(&mut outside_rx).await?;
+
+    plain.publish(&room, Bytes::from_static(b"out")).await?;
+    assert_eq!(
+        next_message(&mut outside_rx).await?,
+        (room.clone(), Bytes::from_static(b"out"))
+    );
+    nothing_more(&mut inside_rx).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn redis_pubsub_fails_fast_when_redis_is_unreachable() -> anyhow::Result<()> {
     // Port 1 on loopback: nothing listens there, the connection is refused.
     let started = std::time::Instant::now();
-    let Err(error) = RedisPubSub::connect("redis://:hunter2@127.0.0.1:1").await else {
+    let Err(error) = RedisPubSub::connect("redis://:hunter2@127.0.0.1:1", &Namespace::none()).await
+    else {
         anyhow::bail!("connected to a port where nothing listens");
     };
     let message = error.to_string();
@@ -302,7 +344,7 @@ async fn redis_cluster_pubsub_meets_the_contract_and_resubscribes() -> anyhow::R
         );
         return Ok(());
     };
-    let pubsub = RedisPubSub::connect(&url).await?;
+    let pubsub = RedisPubSub::connect(&url, &Namespace::none()).await?;
     let prefix = unique_prefix();
     contract(&pubsub, &prefix).await?;
 
@@ -395,7 +437,11 @@ async fn redis_subscriber_survives_a_redis_restart() -> anyhow::Result<()> {
         eprintln!("SKIP {test}: no redis-server binary on PATH");
         return Ok(());
     };
-    let pubsub = RedisPubSub::connect(&format!("redis://127.0.0.1:{}", server.port)).await?;
+    let pubsub = RedisPubSub::connect(
+        &format!("redis://127.0.0.1:{}", server.port),
+        &Namespace::none(),
+    )
+    .await?;
     let (subscriber, mut rx) = pubsub.subscriber().await?;
     subscriber.subscribe("room:1").await?;
 

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ConnectionId, GatewayId, Notification, Presence, RoomId, UserId};
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{DEFAULT_PREFIX as DEFAULT_REDIS_PREFIX, EVENT_TTL, RedisStore};
+pub use self::redis::{EVENT_TTL, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

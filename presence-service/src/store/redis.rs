@@ -63,9 +63,6 @@ use crate::domain::{
     ConnectionId, GatewayId, Notification, NotificationKind, Presence, RoomId, UserId,
 };
 
-/// The key prefix when none is configured.
-pub const DEFAULT_PREFIX: &str = "chat:";
-
 /// How long a claimed event id is remembered. Redelivery happens within
 /// moments of the first delivery, so a day is far more than needed, and
 /// the expiry keeps the set bounded without any clean-up job.
@@ -801,14 +798,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_is_unavailable() {
-        let connected = RedisStore::connect("not a url", DEFAULT_PREFIX).await;
+        let connected = RedisStore::connect("not a url", "chat:").await;
         assert!(matches!(connected, Err(StoreError::Unavailable(_))));
     }
 
     #[test]
     fn keys_of_different_kinds_never_collide() {
         let keys = Keys {
-            prefix: DEFAULT_PREFIX.into(),
+            prefix: "chat:".into(),
         };
         assert_eq!(keys.conn("c1"), "chat:presence:conn:c1");
         assert_eq!(keys.conns("u1"), "chat:presence:conns:u1");
