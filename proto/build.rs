@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chat/message/v1/message.proto",
         "proto/chat/presence/v1/presence.proto",
         "proto/chat/events/v1/events.proto",
+        "proto/chat/auth/v1/admin.proto",
+        "proto/chat/message/v1/admin.proto",
+        "proto/chat/presence/v1/admin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

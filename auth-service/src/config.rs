@@ -5,6 +5,8 @@ use std::fmt;
 
 use chat_common::Secret;
 
+use crate::domain::Username;
+
 pub const DEFAULT_ACCESS_TOKEN_TTL_S: i64 = 15 * 60;
 pub const DEFAULT_REFRESH_TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
 
@@ -18,6 +20,9 @@ pub struct Config {
     pub service_token: Secret,
     pub access_token_ttl_s: i64,
     pub refresh_token_ttl_s: i64,
+    /// Accounts that get the admin role when registered and at start-up if
+    /// they exist: how a deployment gets its first admin.
+    pub admin_usernames: Vec<String>,
 }
 
 impl Config {
@@ -33,7 +38,22 @@ impl Config {
             service_token,
             access_token_ttl_s: DEFAULT_ACCESS_TOKEN_TTL_S,
             refresh_token_ttl_s: DEFAULT_REFRESH_TOKEN_TTL_S,
+            admin_usernames: Vec::new(),
         }
+    }
+
+    /// The bootstrap admins as usernames, or an error naming the bad one.
+    pub fn admin_usernames(&self) -> anyhow::Result<Vec<Username>> {
+        self.admin_usernames
+            .iter()
+            .map(|name| name.trim().to_lowercase())
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                Username::parse(&name).map_err(|e| {
+                    anyhow::anyhow!("ADMIN_USERNAMES: {name:?} is not a username ({e})")
+                })
+            })
+            .collect()
     }
 
     /// Refuses values the service cannot run with, naming the bad key.
@@ -56,6 +76,7 @@ impl Config {
             !self.service_token.expose().is_empty(),
             "SERVICE_TOKEN must not be empty"
         );
+        self.admin_usernames()?;
         Ok(())
     }
 }
@@ -68,6 +89,7 @@ impl fmt::Debug for Config {
             .field("service_token", &self.service_token)
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
+            .field("admin_usernames", &self.admin_usernames)
             .finish()
     }
 }
@@ -109,5 +131,27 @@ mod tests {
         config.access_token_ttl_s = 0;
         let err = config.validate().err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("ACCESS_TOKEN_TTL_S")));
+    }
+
+    #[test]
+    fn admin_usernames_are_normalised_and_checked() -> anyhow::Result<()> {
+        let mut config = Config::new("sqlite::memory:", Secret::new("a"), Secret::new("b"));
+        config.admin_usernames = vec![" Root ".into(), String::new(), "ops.team".into()];
+        let names: Vec<String> = config
+            .admin_usernames()?
+            .into_iter()
+            .map(Username::into_string)
+            .collect();
+        assert_eq!(names, ["root", "ops.team"]);
+        config.admin_usernames = vec!["no spaces".into()];
+        let err = config.validate().err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "ADMIN_USERNAMES: \"no spaces\" is not a username (username: may only contain \
+                 lowercase letters a-z, digits 0-9, '_', '.' and '-')"
+            )
+        );
+        Ok(())
     }
 }

@@ -29,6 +29,16 @@ pub enum AuthError {
     UnknownActingUser,
     #[error("account disabled")]
     Disabled,
+    /// An admin call without `authorization: Bearer <token>`.
+    #[error("{}", chat_common::admin::NO_BEARER)]
+    NoBearer,
+    /// An admin call by a user whose role is not admin.
+    #[error("{}", chat_common::admin::NOT_ADMIN)]
+    NotAdmin,
+    /// An admin disabling or demoting themselves, which could leave the
+    /// deployment without an admin.
+    #[error("an admin cannot disable or demote themselves")]
+    SelfLockout,
     #[error("wrong old password")]
     WrongOldPassword,
     #[error("user not found")]
@@ -59,14 +69,19 @@ impl AuthError {
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Invalid(_) | AuthError::TooManyIds(_) => ErrorCode::InvalidArgument,
+            AuthError::Invalid(_) | AuthError::TooManyIds(_) | AuthError::SelfLockout => {
+                ErrorCode::InvalidArgument
+            }
             AuthError::UsernameTaken => ErrorCode::Conflict,
             AuthError::BadCredentials
             | AuthError::BadRefreshToken
             | AuthError::BadAccessToken
             | AuthError::AccessTokenExpired
-            | AuthError::UnknownActingUser => ErrorCode::Unauthorized,
-            AuthError::Disabled | AuthError::WrongOldPassword => ErrorCode::Forbidden,
+            | AuthError::UnknownActingUser
+            | AuthError::NoBearer => ErrorCode::Unauthorized,
+            AuthError::Disabled | AuthError::WrongOldPassword | AuthError::NotAdmin => {
+                ErrorCode::Forbidden
+            }
             AuthError::UserNotFound => ErrorCode::NotFound,
             AuthError::Store(_) | AuthError::Internal { .. } => ErrorCode::Internal,
         }

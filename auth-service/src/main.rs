@@ -42,6 +42,11 @@ struct Args {
     /// Refresh token lifetime in seconds.
     #[arg(long, env = "REFRESH_TOKEN_TTL_S", default_value_t = chat_auth_service::config::DEFAULT_REFRESH_TOKEN_TTL_S)]
     refresh_token_ttl_s: i64,
+    /// Comma-separated usernames that get the admin role: existing accounts
+    /// at start-up, new ones when they register. Register them before the
+    /// gateway is reachable: whoever takes a listed name first is an admin.
+    #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
+    admin_usernames: Vec<String>,
 }
 
 #[tokio::main]
@@ -66,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         service_token: args.service_token,
         access_token_ttl_s: args.access_token_ttl_s,
         refresh_token_ttl_s: args.refresh_token_ttl_s,
+        admin_usernames: args.admin_usernames,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1,12 +1,13 @@
 //! What every handler shares.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chat_common::token::TokenKeys;
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
-use crate::domain::PasswordHash;
+use crate::domain::{PasswordHash, Username};
 use crate::store::UserStore;
 
 #[derive(Clone)]
@@ -18,16 +19,20 @@ pub struct AppState {
     /// A hash of a random password, verified against when a login names an
     /// unknown user so that it takes as long as a wrong password.
     pub dummy_hash: Arc<OnceCell<PasswordHash>>,
+    /// `ADMIN_USERNAMES`: registering one of these names makes an admin.
+    pub admin_usernames: Arc<HashSet<Username>>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn UserStore>, config: &Config) -> AppState {
-        AppState {
+    /// Fails on an invalid `ADMIN_USERNAMES` entry.
+    pub fn new(store: Arc<dyn UserStore>, config: &Config) -> anyhow::Result<AppState> {
+        Ok(AppState {
             store,
             keys: TokenKeys::new(&config.jwt_secret),
             access_token_ttl_s: config.access_token_ttl_s,
             refresh_token_ttl_s: config.refresh_token_ttl_s,
             dummy_hash: Arc::new(OnceCell::new()),
-        }
+            admin_usernames: Arc::new(config.admin_usernames()?.into_iter().collect()),
+        })
     }
 }

@@ -35,6 +35,8 @@ pub struct Options {
     pub message_database_url: Option<String>,
     /// This deployment's names on shared Redis and RabbitMQ servers.
     pub namespace: Namespace,
+    /// Accounts that are admins (auth-service's `ADMIN_USERNAMES`).
+    pub admin_usernames: Vec<String>,
 }
 
 impl Options {
@@ -50,6 +52,7 @@ impl Options {
             auth_database_url: None,
             message_database_url: None,
             namespace: Namespace::none(),
+            admin_usernames: Vec::new(),
         }
     }
 }
@@ -143,6 +146,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         service_token: service_token.clone(),
         access_token_ttl_s: 900,
         refresh_token_ttl_s: 30 * 24 * 3600,
+        admin_usernames: options.admin_usernames.clone(),
     };
     tasks.spawn(chat_auth_service::serve(
         auth,
@@ -160,6 +164,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         recall_window: options.recall_window,
         max_text_chars: 4000,
         max_attachment_bytes: options.gateway_limits.max_attachment_bytes,
+        auth_addr: format!("http://{auth_addr}"),
     };
     tasks.spawn(chat_message_service::serve(
         message,
@@ -172,6 +177,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         backends: backends.clone(),
         connection_ttl: options.presence_ttl,
         sweep_interval: Duration::from_secs(1),
+        auth_addr: format!("http://{auth_addr}"),
     };
     tasks.spawn(chat_presence_service::serve_with_store(
         presence,

@@ -36,6 +36,11 @@ struct Args {
     /// servers (a-z, 0-9, '_', '-').
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
     namespace: Namespace,
+    /// Comma-separated usernames that are admins (chatctl and the admin
+    /// gRPC services): existing accounts at start-up, new ones when they
+    /// register.
+    #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
+    admin_usernames: Vec<String>,
 }
 
 #[tokio::main]
@@ -50,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         auth_database_url: args.auth_database_url,
         message_database_url: args.message_database_url,
         namespace: args.namespace,
+        admin_usernames: args.admin_usernames,
         ..chat::Options::new(args.listen, &args.data_dir)
     };
     let mut system = chat::start(options, shutdown).await?;
@@ -58,6 +64,16 @@ async fn main() -> anyhow::Result<()> {
     println!("  HTTP API:  http://{addr}/api/v1");
     println!("  WebSocket: ws://{addr}/ws");
     println!("  health:    http://{addr}/healthz");
+    // Internal tools (chatctl, grpcurl) reach the services here, with the
+    // service token kept in the data directory.
+    println!(
+        "  gRPC:      AUTH_ADDR=http://{} MESSAGE_ADDR=http://{} PRESENCE_ADDR=http://{}",
+        system.auth_addr, system.message_addr, system.presence_addr
+    );
+    println!(
+        "  service token: {}",
+        args.data_dir.join("service-token").display()
+    );
     println!("Ctrl-C to stop.");
     system.wait().await
 }

@@ -22,14 +22,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     set_all(&reporter, service_names, ServingStatus::Serving).await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection(service_names).build_v1()?;
+    let reflection_v1alpha = reflection(service_names).build_v1alpha()?;
     routes
         .add_service(health)
         .add_service(reflection_v1)
@@ -49,6 +43,31 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
         .await?;
     Ok(())
+}
+
+/// Reflection of every chat proto (so any message type can be described),
+/// listing only the services this server serves: the descriptor set holds
+/// every service of the system, and a client listing one server must not be
+/// told of another's.
+fn reflection<'a>(service_names: &[&str]) -> tonic_reflection::server::Builder<'a> {
+    let served = service_names.iter().map(|s| (*s).to_owned()).chain(
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+        .map(String::from),
+    );
+    served.fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(chat_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ),
+        |builder, name| builder.with_service_name(name),
+    )
 }
 
 async fn set_all(reporter: &HealthReporter, names: &[&str], status: ServingStatus) {

@@ -3,6 +3,7 @@
 //! reflection, internal-call identity, access tokens, the SQL connection
 //! helper, and the pub/sub and event-bus ports with their backends.
 
+pub mod admin;
 pub mod backends;
 pub mod bus;
 pub mod bus_rabbitmq;

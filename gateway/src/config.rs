@@ -34,6 +34,10 @@ pub struct Limits {
     pub auth_timeout: Duration,
     /// Frames a connection may have queued before it counts as too slow.
     pub send_queue_frames: usize,
+    /// How long a closing connection's close frame may take to go out (to
+    /// a client that stopped reading, it never does) before the socket is
+    /// dropped.
+    pub close_timeout: Duration,
     pub max_attachment_bytes: u64,
     /// How often the gateway refreshes its connections' presence TTL.
     pub presence_heartbeat: Duration,
@@ -51,6 +55,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(40),
             auth_timeout: Duration::from_secs(10),
             send_queue_frames: 1024,
+            close_timeout: Duration::from_secs(5),
             max_attachment_bytes: 10 * 1024 * 1024,
             presence_heartbeat: Duration::from_secs(10),
         }

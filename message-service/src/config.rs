@@ -17,12 +17,17 @@ pub struct Config {
     /// Longest message text, in characters.
     pub max_text_chars: usize,
     pub max_attachment_bytes: u64,
+    /// auth-service (`http://host:port`): checks the access token of admin
+    /// calls and names the users an admin adds to rooms.
+    pub auth_addr: String,
 }
 
 impl Config {
     pub const DEFAULT_RECALL_WINDOW: Duration = Duration::from_secs(120);
     pub const DEFAULT_MAX_TEXT_CHARS: usize = 4000;
     pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 10 * 1024 * 1024;
+    /// Where auth-service listens by default.
+    pub const DEFAULT_AUTH_ADDR: &str = "http://127.0.0.1:50051";
 
     /// A configuration with the default limits.
     pub fn new(
@@ -37,6 +42,7 @@ impl Config {
             recall_window: Self::DEFAULT_RECALL_WINDOW,
             max_text_chars: Self::DEFAULT_MAX_TEXT_CHARS,
             max_attachment_bytes: Self::DEFAULT_MAX_ATTACHMENT_BYTES,
+            auth_addr: Self::DEFAULT_AUTH_ADDR.to_owned(),
         }
     }
 }

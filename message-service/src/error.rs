@@ -23,6 +23,9 @@ pub enum Error {
     Muted,
     #[error("{0}")]
     TooLarge(String),
+    /// A backend other than the database (pub/sub, auth-service) failed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The storage backend failed; never shown to clients.
     #[error("storage failure")]
     Storage(#[source] BoxError),
@@ -52,6 +55,7 @@ impl Error {
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Muted => ErrorCode::Muted,
             Error::TooLarge(_) => ErrorCode::TooLarge,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Storage(_) | Error::Internal(_) => ErrorCode::Internal,
         }
     }

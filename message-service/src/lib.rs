@@ -1,6 +1,8 @@
 //! message-service: rooms, membership and roles, direct-message rooms,
 //! messages with a gap-free per-room `seq`, edits, recalls, read positions,
-//! attachments and moderation, served as `chat.message.v1.MessageService`.
+//! attachments and moderation, served as `chat.message.v1.MessageService`,
+//! and their administration across every room, for admins only, as
+//! `chat.message.v1.AdminService`.
 //!
 //! A send commits the message and an outbox row in one transaction, then
 //! publishes the live event on `room:{id}`; a relay task moves outbox rows
@@ -19,8 +21,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chat_common::Shutdown;
+use chat_common::admin::AdminGuard;
 use chat_common::db::{self, Migrations};
 use chat_common::identity::ServiceAuth;
+use chat_proto::message::v1::admin_service_server::{self, AdminServiceServer};
 use chat_proto::message::v1::message_service_server::MessageServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -31,11 +35,14 @@ use tonic::service::interceptor::InterceptedService;
 pub use config::Config;
 
 use crate::api::MessageApi;
+use crate::api::admin::AdminApi;
 use crate::state::{Clock, Limits, RoomLocks, State};
 use crate::store::sql::{SqlAttachmentStore, SqlStore};
 
 /// The gRPC service name, as reported by health and reflection.
 pub const SERVICE_NAME: &str = "chat.message.v1.MessageService";
+/// The admin gRPC service name, as reported by health and reflection.
+pub const ADMIN_SERVICE_NAME: &str = admin_service_server::SERVICE_NAME;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -79,9 +86,15 @@ pub async fn serve(
     };
     let relay = tokio::spawn(relay.run(relay_stop.clone()));
 
+    let admin_guard = AdminGuard::new(&config.auth_addr, service_auth.clone())
+        .context("invalid auth-service address (AUTH_ADDR)")?;
     let mut routes = RoutesBuilder::default();
     routes.add_service(InterceptedService::new(
-        MessageServiceServer::new(MessageApi::new(state)),
+        MessageServiceServer::new(MessageApi::new(state.clone())),
+        service_auth.server(),
+    ));
+    routes.add_service(InterceptedService::new(
+        AdminServiceServer::new(AdminApi::new(state, admin_guard, shutdown.child_token())),
         service_auth.server(),
     ));
     tracing::info!(
@@ -90,7 +103,13 @@ pub async fn serve(
         backends = %config.backends.description,
         "message-service listening"
     );
-    let served = chat_common::grpc::serve(listener, shutdown, routes, &[SERVICE_NAME]).await;
+    let served = chat_common::grpc::serve(
+        listener,
+        shutdown,
+        routes,
+        &[SERVICE_NAME, ADMIN_SERVICE_NAME],
+    )
+    .await;
     relay_stop.cancel();
     if let Err(error) = relay.await {
         tracing::error!(%error, "outbox relay task failed");

@@ -32,6 +32,10 @@ struct Args {
     /// Credential shared by the services of one deployment.
     #[arg(long, env = "SERVICE_TOKEN", default_value = DEV_SERVICE_TOKEN, hide_env_values = true, hide_default_value = true)]
     service_token: Secret,
+    /// auth-service, which checks the access token of admin calls
+    /// (`chat.message.v1.AdminService`) and names the users they add.
+    #[arg(long, env = "AUTH_ADDR", default_value = Config::DEFAULT_AUTH_ADDR)]
+    auth_addr: String,
     /// How long a sender may recall their own message, in seconds.
     #[arg(long, env = "RECALL_WINDOW_S", default_value_t = 120)]
     recall_window_s: u64,
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         recall_window: Duration::from_secs(args.recall_window_s),
         max_text_chars: args.max_text_chars,
         max_attachment_bytes: args.max_attachment_bytes,
+        auth_addr: args.auth_addr,
     };
     let stop = Shutdown::new();
     shutdown::cancel_on_signal(stop.clone());

@@ -1,5 +1,5 @@
-//! What `serve` needs: the service credential, the buses, and the timings of
-//! connection expiry.
+//! What `serve` needs: the service credential, the buses, the timings of
+//! connection expiry, and where auth-service checks admin tokens.
 
 use std::time::Duration;
 
@@ -7,6 +7,8 @@ use chat_common::{Backends, Secret};
 
 /// How long a connection lives without a heartbeat.
 pub const DEFAULT_CONNECTION_TTL: Duration = Duration::from_secs(30);
+/// auth-service's default address, where it listens by default.
+pub const DEFAULT_AUTH_ADDR: &str = "http://127.0.0.1:50051";
 /// How often expired connections are swept.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -20,6 +22,9 @@ pub struct Config {
     pub connection_ttl: Duration,
     /// How late, at most, an expired connection is noticed.
     pub sweep_interval: Duration,
+    /// auth-service (`http://host:port`), which checks the access token of
+    /// admin calls.
+    pub auth_addr: String,
 }
 
 impl Config {
@@ -30,6 +35,7 @@ impl Config {
             backends,
             connection_ttl: DEFAULT_CONNECTION_TTL,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            auth_addr: DEFAULT_AUTH_ADDR.to_owned(),
         }
     }
 

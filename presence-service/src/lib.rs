@@ -2,8 +2,9 @@
 //! notifications of mentions and direct messages (live to online users,
 //! stored for offline ones until their next connection).
 //!
-//! A library with a thin `main.rs`: [`serve`] runs the gRPC service
-//! `chat.presence.v1.PresenceService` (with health and reflection), the
+//! A library with a thin `main.rs`: [`serve`] runs the gRPC services
+//! `chat.presence.v1.PresenceService` and, for admins,
+//! `chat.presence.v1.AdminService` (with health and reflection), the
 //! sweeper expiring connections whose gateway stopped sending heartbeats,
 //! and the consumer of `message.created` bus events.
 
@@ -19,7 +20,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chat_common::Shutdown;
+use chat_common::admin::AdminGuard;
 use chat_common::identity::ServiceAuth;
+use chat_proto::presence::v1::admin_service_server::{self, AdminServiceServer};
 use chat_proto::presence::v1::presence_service_server::PresenceServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
@@ -33,6 +36,8 @@ use crate::store::{MemoryStore, PresenceStore};
 
 /// The gRPC service name, as health and reflection report it.
 pub const SERVICE_NAME: &str = "chat.presence.v1.PresenceService";
+/// The admin gRPC service name, as health and reflection report it.
+pub const ADMIN_SERVICE_NAME: &str = admin_service_server::SERVICE_NAME;
 
 /// Serves presence with the in-memory store on `listener` until `shutdown`
 /// is cancelled; the background tasks stop with it.
@@ -79,9 +84,15 @@ pub async fn serve_with_store(
         tasks_shutdown.clone(),
     ));
 
+    let admin_guard = AdminGuard::new(&config.auth_addr, service_auth.clone())
+        .context("invalid auth-service address (AUTH_ADDR)")?;
     let mut routes = RoutesBuilder::default();
     routes.add_service(InterceptedService::new(
-        PresenceServiceServer::new(api::grpc::PresenceApi::new(app)),
+        PresenceServiceServer::new(api::grpc::PresenceApi::new(app.clone())),
+        service_auth.server(),
+    ));
+    routes.add_service(InterceptedService::new(
+        AdminServiceServer::new(api::admin::AdminApi::new(app, admin_guard)),
         service_auth.server(),
     ));
     tracing::info!(
@@ -90,7 +101,13 @@ pub async fn serve_with_store(
         ttl_ms = config.connection_ttl.as_millis(),
         "presence-service listening"
     );
-    let served = chat_common::grpc::serve(listener, shutdown, routes, &[SERVICE_NAME]).await;
+    let served = chat_common::grpc::serve(
+        listener,
+        shutdown,
+        routes,
+        &[SERVICE_NAME, ADMIN_SERVICE_NAME],
+    )
+    .await;
 
     tasks_shutdown.cancel();
     for task in [consumer, sweeper] {

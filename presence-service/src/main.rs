@@ -26,6 +26,10 @@ struct Args {
     /// Credential every internal caller presents.
     #[arg(long, env = "SERVICE_TOKEN", default_value = DEV_SERVICE_TOKEN, hide_default_value = true, hide_env_values = true)]
     service_token: Secret,
+    /// auth-service, which checks the access token of admin calls
+    /// (`chat.presence.v1.AdminService`).
+    #[arg(long, env = "AUTH_ADDR", default_value = chat_presence_service::config::DEFAULT_AUTH_ADDR)]
+    auth_addr: String,
     /// Seconds a connection lives without a heartbeat.
     #[arg(long = "ttl-s", env = "PRESENCE_TTL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ttl_s: u64,
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .await?,
     );
     config.connection_ttl = Duration::from_secs(args.ttl_s);
+    config.auth_addr = args.auth_addr;
 
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());

@@ -6,7 +6,8 @@
 
 use tonic::{Code, Status, metadata::MetadataValue};
 
-const ERROR_CODE_KEY: &str = "x-error-code";
+/// The metadata entry of a status that carries the protocol's error code.
+pub const ERROR_CODE_KEY: &str = "x-error-code";
 
 /// The error codes of the public client protocol (HTTP and WebSocket alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

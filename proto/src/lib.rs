@@ -29,7 +29,7 @@ pub mod events {
 mod error;
 mod time;
 
-pub use error::ErrorCode;
+pub use error::{ERROR_CODE_KEY, ErrorCode};
 pub use time::{from_timestamp, to_timestamp};
 
 /// Encoded `FileDescriptorSet` of every chat proto, for gRPC reflection.

@@ -2,6 +2,7 @@
 //! request into domain types, does its work through the store port, and
 //! maps errors once through [`AuthError`].
 
+mod admin;
 mod convert;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::error::AuthError;
 use crate::state::AppState;
 use crate::store::{NewRefreshToken, NewUser, Rotation};
 
+pub use admin::AdminApi;
 pub use convert::user_to_proto;
 
 /// Search results per call when the request says 0.
@@ -125,6 +127,12 @@ impl AuthApi {
             None | Some("") => DisplayName::from_username(&username),
             Some(name) => DisplayName::parse(name)?,
         };
+        // A bootstrap admin's account is an admin from the start.
+        let role = if self.state.admin_usernames.contains(&username) {
+            Role::Admin
+        } else {
+            Role::User
+        };
         let password_hash = blocking("hashing a password", move || password.hash()).await?;
         let user = self
             .state
@@ -134,7 +142,7 @@ impl AuthApi {
                 username,
                 display_name,
                 password_hash,
-                role: Role::User,
+                role,
                 created_at_ms: now_ms(),
             })
             .await?;
@@ -187,7 +195,18 @@ impl AuthApi {
                 tracing::warn!(%family_id, "spent refresh token presented again; family revoked");
                 return Err(AuthError::BadRefreshToken);
             }
-            Rotation::Invalid => return Err(AuthError::BadRefreshToken),
+            Rotation::Invalid => {
+                // Disabling revoked the user's tokens; say why instead of a
+                // bare "invalid", so a client stops retrying and can tell
+                // the person.
+                if let Some(owner) = self.state.store.refresh_token_owner(&presented).await?
+                    && let Some(user) = self.state.store.user_by_id(&owner).await?
+                    && user.disabled
+                {
+                    return Err(AuthError::Disabled);
+                }
+                return Err(AuthError::BadRefreshToken);
+            }
         };
         Span::current().record("user_id", user_id.as_str());
         let Some(user) = self.state.store.user_by_id(&user_id).await? else {
@@ -317,14 +336,19 @@ impl AuthApi {
         &self,
         request: ValidateTokenRequest,
     ) -> Result<ValidateTokenResponse, AuthError> {
-        let claims = self
-            .state
-            .keys
-            .verify(&request.access_token)
-            .map_err(|e| match e {
-                TokenError::Expired => AuthError::AccessTokenExpired,
-                TokenError::Invalid => AuthError::BadAccessToken,
-            })?;
+        let user = self.user_of_token(&request.access_token).await?;
+        Ok(ValidateTokenResponse {
+            user: Some(user_to_proto(user)),
+        })
+    }
+
+    /// The current database row of an access token's user: refuses a bad
+    /// or expired token, a deleted user and a disabled one.
+    async fn user_of_token(&self, access_token: &str) -> Result<User, AuthError> {
+        let claims = self.state.keys.verify(access_token).map_err(|e| match e {
+            TokenError::Expired => AuthError::AccessTokenExpired,
+            TokenError::Invalid => AuthError::BadAccessToken,
+        })?;
         Span::current().record("user_id", claims.sub.as_str());
         let user = self
             .state
@@ -335,9 +359,7 @@ impl AuthApi {
         if user.disabled {
             return Err(AuthError::Disabled);
         }
-        Ok(ValidateTokenResponse {
-            user: Some(user_to_proto(user)),
-        })
+        Ok(user)
     }
 }
 

@@ -79,6 +79,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// in byte order.
     async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError>;
 
+    /// Up to `limit` users whose username starts with `prefix` and sorts
+    /// after `after` (byte order; `""` for the first page), by username.
+    async fn list_users(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+
     /// The updated user, `None` when there is no such user.
     async fn update_display_name(
         &self,
@@ -122,6 +131,13 @@ pub trait UserStore: Send + Sync + 'static {
         hash: &RefreshTokenHash,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    /// The user a refresh token was issued to, whatever its state (live,
+    /// spent, revoked or expired); `None` for a token never issued.
+    async fn refresh_token_owner(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Revokes every token of a family.
     async fn revoke_family(&self, family_id: &str, now_ms: i64) -> Result<(), StoreError>;

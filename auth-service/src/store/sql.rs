@@ -184,6 +184,29 @@ impl UserStore for SqlUserStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(limit))]
+    async fn list_users(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        // The same byte-wise range as `search_users`, cut below at `after`.
+        let upper = format!("{prefix}{}", char::MAX);
+        let rows = sqlx::query(
+            "SELECT id, username, display_name, role, disabled, created_at FROM users \
+             WHERE username >= $1 AND username < $2 AND username > $3 \
+             ORDER BY username LIMIT $4",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id))]
     async fn update_display_name(
         &self,
@@ -348,6 +371,18 @@ impl UserStore for SqlUserStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn refresh_token_owner(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT user_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("user_id")).transpose()?)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(family_id = %family_id))]

@@ -242,7 +242,29 @@ async fn a_disabled_user_cannot_sign_in_or_refresh() -> anyhow::Result<()> {
         codes(wrong)?,
         (Code::Unauthenticated, ErrorCode::Unauthorized)
     );
-    // Disabling revoked the refresh tokens.
+    // Disabling revoked the refresh tokens; refreshing says why.
+    let refresh = client
+        .refresh(RefreshRequest {
+            refresh_token: alice.refresh_token.clone(),
+        })
+        .await;
+    let status = refresh.err();
+    assert_eq!(
+        status
+            .as_ref()
+            .map(|s| (s.code(), ErrorCode::from_status(s), s.message())),
+        Some((
+            Code::PermissionDenied,
+            ErrorCode::Forbidden,
+            "account disabled"
+        ))
+    );
+    // Enabled again, the revoked token stays spent: a new login is needed.
+    assert!(
+        store
+            .set_disabled(&identity_of(&alice)?.user_id, false, now_ms())
+            .await?
+    );
     let refresh = client
         .refresh(RefreshRequest {
             refresh_token: alice.refresh_token.clone(),

@@ -3,6 +3,7 @@
 //! the store contract on SQLite and PostgreSQL.
 
 mod accounts;
+mod admin;
 mod helpers;
 mod server;
 mod store_contract;

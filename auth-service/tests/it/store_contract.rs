@@ -138,6 +138,8 @@ contract!(
     users_are_created_once_per_name,
     users_are_found_by_id_and_name,
     search_is_by_prefix_in_byte_order,
+    lists_are_paged_after_a_username,
+    refresh_tokens_know_their_owner,
     profile_password_role_and_disabled_updates,
     rotation_spends_once_and_reuse_revokes_the_family,
     expired_and_revoked_tokens_do_not_rotate,
@@ -245,6 +247,50 @@ async fn search_is_by_prefix_in_byte_order(store: &dyn UserStore) -> anyhow::Res
     assert_eq!(names("%", 20).await?, Vec::<String>::new());
     assert_eq!(names("b", 20).await?, ["bob"]);
     assert_eq!(names("", 100).await?.len(), 8);
+    Ok(())
+}
+
+async fn lists_are_paged_after_a_username(store: &dyn UserStore) -> anyhow::Result<()> {
+    for name in ["bob", "al_x", "alice", "al-y", "zed"] {
+        store.create_user(new_user(name)?).await?;
+    }
+    let names = async |prefix: &str, after: &str, limit: u32| -> anyhow::Result<Vec<String>> {
+        Ok(store
+            .list_users(prefix, after, limit)
+            .await?
+            .into_iter()
+            .map(|u| u.username.into_string())
+            .collect())
+    };
+    assert_eq!(names("", "", 3).await?, ["al-y", "al_x", "alice"]);
+    assert_eq!(names("", "alice", 3).await?, ["bob", "zed"]);
+    assert_eq!(names("al", "al-y", 10).await?, ["al_x", "alice"]);
+    // A cursor before the prefix range starts at the range.
+    assert_eq!(names("b", "a", 10).await?, ["bob"]);
+    assert_eq!(names("", "zed", 10).await?, Vec::<String>::new());
+    Ok(())
+}
+
+async fn refresh_tokens_know_their_owner(store: &dyn UserStore) -> anyhow::Result<()> {
+    let alice = store.create_user(new_user("alice")?).await?;
+    let (token, record) = new_token(&alice.id, "family", now_ms() + HOUR_MS);
+    store.insert_refresh_token(record).await?;
+    assert_eq!(
+        store.refresh_token_owner(&token.hash()).await?,
+        Some(alice.id.clone())
+    );
+    // Revoked tokens still have an owner; unknown ones have none.
+    assert!(store.set_disabled(&alice.id, true, now_ms()).await?);
+    assert_eq!(
+        store.refresh_token_owner(&token.hash()).await?,
+        Some(alice.id)
+    );
+    assert_eq!(
+        store
+            .refresh_token_owner(&RefreshToken::generate().hash())
+            .await?,
+        None
+    );
     Ok(())
 }
 

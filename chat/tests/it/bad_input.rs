@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use anyhow::Context;
+
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{Deployment, TestSystem};
 
@@ -219,7 +222,83 @@ async fn unknown_api_paths_are_not_found_in_the_protocol_format(
     Ok(())
 }
 
+/// A member whose client stops reading is closed with 1013 once its bounded
+/// queue fills; the others receive every message, and the slow one repairs
+/// the gap with `resume` after reconnecting.
+async fn a_client_that_stops_reading_is_closed_with_1013(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    // Enough 16 KB messages (4,000 four-byte characters) to overflow the
+    // socket buffers (at most 4 MiB here) and the 16-frame queue behind.
+    const MESSAGES: i64 = 500;
+    let t = TestSystem::start_with(deployment, |o| {
+        o.gateway_limits.send_queue_frames = 16;
+        o.gateway_limits.frames_per_second = 1_000_000;
+        o.gateway_limits.frame_burst = 1_000_000;
+        // Time for the test to start reading before the close frame is
+        // given up on.
+        o.gateway_limits.close_timeout = Duration::from_secs(60);
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let bob = t.register("bob").await?;
+    let carol = t.register("carol").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    t.join(&bob, &room).await?;
+    t.join(&carol, &room).await?;
+    let mut a = t.ws(&alice).await?;
+    let mut b = t.ws(&bob).await?;
+    let mut slow = t.ws_with_small_receive_buffer(&carol).await?;
+
+    let text = "\u{1F600}".repeat(4000);
+    for i in 1..=MESSAGES {
+        let ack = a
+            .request(json!({"type": "send", "room": room, "text": text, "client_msg_id": format!("m{i}")}))
+            .await
+            .with_context(|| format!("alice sending {i}"))?;
+        assert_eq!(ack["message"]["seq"], i, "{ack}");
+        let message = b
+            .next_of("message")
+            .await
+            .with_context(|| format!("bob receiving {i}"))?;
+        assert_eq!(message["message"]["seq"], i);
+    }
+
+    let mut last_seen = 0;
+    let code = loop {
+        match slow.next_raw().await? {
+            Message::Text(frame) => {
+                let frame: Value = serde_json::from_str(frame.as_str())?;
+                if frame["type"] == "message" {
+                    let seq = frame["message"]["seq"].as_i64().unwrap_or(-1);
+                    assert_eq!(seq, last_seen + 1, "in order, none skipped");
+                    last_seen = seq;
+                }
+            }
+            Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    };
+    eprintln!("the slow client read {last_seen} messages before the close");
+    assert_eq!(code, Some(1013));
+    assert!(
+        (1..MESSAGES).contains(&last_seen),
+        "the slow client got {last_seen} of {MESSAGES} before the close"
+    );
+
+    let mut again = t.ws(&carol).await?;
+    again
+        .send(json!({"type": "resume", "rooms": {room.clone(): last_seen}, "ref": "res"}))
+        .await?;
+    for seq in last_seen + 1..=MESSAGES {
+        assert_eq!(again.next_of("message").await?["message"]["seq"], seq);
+    }
+    assert_eq!(again.next_of("resumed").await?["ref"], "res");
+    Ok(())
+}
+
 crate::on_both_deployments!(
+    a_client_that_stops_reading_is_closed_with_1013,
     malformed_frames_get_errors_and_the_connection_stays_open,
     unknown_rooms_and_non_members_are_refused,
     text_over_the_limit_is_too_large,

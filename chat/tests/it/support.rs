@@ -457,6 +457,29 @@ impl Api {
         Ok(ws)
     }
 
+    /// An authenticated WebSocket whose socket has the smallest receive
+    /// buffer the kernel allows, for a client that stops reading: the
+    /// gateway's writes back up soon instead of after megabytes.
+    pub async fn ws_with_small_receive_buffer(&self, user: &User) -> anyhow::Result<Ws> {
+        let url = self.ws_url();
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/ws")
+            .parse()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let stream = socket.connect(addr).await?;
+        let mut request = url.into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", user.token).parse()?);
+        let (stream, _) =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
+        let mut ws = Ws::from_stream(stream);
+        ws.ready = ws.next_of("ready").await?;
+        Ok(ws)
+    }
+
     /// A WebSocket with no authentication yet.
     pub async fn raw_ws(&self) -> anyhow::Result<Ws> {
         let (stream, _) = tokio_tungstenite::connect_async(self.ws_url()).await?;
@@ -523,6 +546,19 @@ impl Ws {
                 }
                 Ok(Some(Ok(_))) => continue,
             }
+        }
+    }
+
+    /// The next message as it came off the socket, close frames included
+    /// (buffered frames first).
+    pub async fn next_raw(&mut self) -> anyhow::Result<Message> {
+        if let Some(v) = self.buffer.pop_front() {
+            return Ok(Message::text(v.to_string()));
+        }
+        match tokio::time::timeout(WAIT, self.stream.next()).await {
+            Err(_) => bail!("nothing arrived"),
+            Ok(None) => bail!("the socket ended without a close frame"),
+            Ok(Some(message)) => Ok(message?),
         }
     }
 

@@ -30,10 +30,14 @@ pub struct Context<'a> {
     pub identity: Identity,
 }
 
-pub fn send_error(conn: &Conn, reference: Option<&Value>, error: &ApiError) {
+/// Replies to the client's own frames wait for room in its queue instead of
+/// counting as overflow: the client's next frame is not read meanwhile,
+/// which is the back-pressure a client that sends faster than it reads
+/// deserves. (Events from others never wait; see [`Conn::send`].)
+pub async fn send_error(conn: &Conn, reference: Option<&Value>, error: &ApiError) {
     let mut frame = json!({"type": "error", "code": error.code.as_str(), "message": error.message});
     with_ref(&mut frame, reference);
-    conn.send_json(&frame);
+    conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
 }
 
 fn with_ref(frame: &mut Value, reference: Option<&Value>) {
@@ -42,9 +46,9 @@ fn with_ref(frame: &mut Value, reference: Option<&Value>) {
     }
 }
 
-fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
+async fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
     with_ref(&mut frame, reference);
-    conn.send_json(&frame);
+    conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
 }
 
 /// Handles one text frame to completion (frames of a connection are
@@ -57,14 +61,16 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
                 ctx.conn,
                 None,
                 &ApiError::invalid("a frame must be a JSON object"),
-            );
+            )
+            .await;
         }
         Err(e) => {
             return send_error(
                 ctx.conn,
                 None,
                 &ApiError::invalid(format!("malformed JSON: {e}")),
-            );
+            )
+            .await;
         }
     };
     let reference = fields.remove("ref");
@@ -72,11 +78,11 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
         Some(Value::String(kind)) => kind,
         _ => {
             let error = ApiError::invalid("a frame needs a string \"type\"");
-            return send_error(ctx.conn, reference.as_ref(), &error);
+            return send_error(ctx.conn, reference.as_ref(), &error).await;
         }
     };
     if let Err(error) = dispatch(ctx, &kind, fields, reference.as_ref()).await {
-        send_error(ctx.conn, reference.as_ref(), &error);
+        send_error(ctx.conn, reference.as_ref(), &error).await;
     }
 }
 
@@ -106,18 +112,19 @@ async fn dispatch(
                 ctx.conn,
                 reference,
                 json!({"type": "ack", "room": wire::room(&room)}),
-            );
+            )
+            .await;
             Ok(())
         }
         "leave" => {
             let RoomFrame { room } = parse(kind, fields)?;
             http::leave(ctx.state, &ctx.identity, room.clone()).await?;
-            reply(ctx.conn, reference, json!({"type": "ack", "room": room}));
+            reply(ctx.conn, reference, json!({"type": "ack", "room": room})).await;
             Ok(())
         }
         "presence" => presence_query(ctx, parse(kind, fields)?, reference).await,
         "ping" => {
-            reply(ctx.conn, reference, json!({"type": "pong"}));
+            reply(ctx.conn, reference, json!({"type": "pong"})).await;
             Ok(())
         }
         "auth" => Err(ApiError::invalid("already authenticated")),
@@ -161,7 +168,8 @@ async fn send(ctx: &Context<'_>, frame: SendFrame, reference: Option<&Value>) ->
         ctx.conn,
         reference,
         json!({"type": "ack", "message": wire::message(&message)}),
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -190,7 +198,8 @@ async fn edit(ctx: &Context<'_>, frame: EditFrame, reference: Option<&Value>) ->
         ctx.conn,
         reference,
         json!({"type": "ack", "message": wire::message(&message)}),
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -217,7 +226,8 @@ async fn delete(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -
         ctx.conn,
         reference,
         json!({"type": "ack", "message": wire::message(&message)}),
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -248,7 +258,7 @@ async fn history(
         ctx.conn,
         reference,
         json!({"type": "history", "room": room, "messages": wire::messages(&page.messages), "has_more": page.has_more}),
-    );
+    ).await;
     Ok(())
 }
 
@@ -264,7 +274,7 @@ async fn resume(ctx: &Context<'_>, frame: ResumeFrame, reference: Option<&Value>
     for (room, last_seq) in frame.rooms {
         if !ctx.conn.begin_resume(&room) {
             let error = ApiError::new(ErrorCode::Forbidden, format!("not a member of room {room}"));
-            send_error(ctx.conn, reference, &error);
+            send_error(ctx.conn, reference, &error).await;
             continue;
         }
         let replayed = replay(ctx, &room, last_seq.max(0)).await;
@@ -272,11 +282,11 @@ async fn resume(ctx: &Context<'_>, frame: ResumeFrame, reference: Option<&Value>
             Ok(last) => ctx.conn.finish_resume(&room, last),
             Err(error) => {
                 ctx.conn.finish_resume(&room, last_seq);
-                send_error(ctx.conn, reference, &error);
+                send_error(ctx.conn, reference, &error).await;
             }
         }
     }
-    reply(ctx.conn, reference, json!({"type": "resumed"}));
+    reply(ctx.conn, reference, json!({"type": "resumed"})).await;
     Ok(())
 }
 
@@ -333,9 +343,9 @@ fn member_of(ctx: &Context<'_>, room: &str) -> ApiResult<()> {
     }
 }
 
-fn ack_if_asked(conn: &Conn, reference: Option<&Value>, frame: Value) {
+async fn ack_if_asked(conn: &Conn, reference: Option<&Value>, frame: Value) {
     if reference.is_some() {
-        reply(conn, reference, frame);
+        reply(conn, reference, frame).await;
     }
 }
 
@@ -347,7 +357,7 @@ async fn typing(ctx: &Context<'_>, frame: RoomFrame, reference: Option<&Value>) 
         username: ctx.identity.username.clone(),
     };
     ctx.state.services.presence.clone().typing(request).await?;
-    ack_if_asked(ctx.conn, reference, json!({"type": "ack"}));
+    ack_if_asked(ctx.conn, reference, json!({"type": "ack"})).await;
     Ok(())
 }
 
@@ -369,7 +379,8 @@ async fn read(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -> 
         ctx.conn,
         reference,
         json!({"type": "ack", "last_read_seq": position.last_read_seq}),
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -408,6 +419,7 @@ async fn presence_query(
         ctx.conn,
         reference,
         json!({"type": "presence", "users": users}),
-    );
+    )
+    .await;
     Ok(())
 }

@@ -124,7 +124,12 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
         claims.sub.clone(),
         tx,
     ));
-    let writer = tokio::spawn(write_loop(sink, rx, conn.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        conn.clone(),
+        state.config.limits.close_timeout,
+    ));
 
     let notifications = match state
         .services
@@ -242,40 +247,46 @@ async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) {
     }
 }
 
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Message>, conn: Arc<Conn>) {
-    loop {
-        tokio::select! {
-            biased;
-            () = conn.closed() => break,
-            next = rx.recv() => {
-                let Some(first) = next else { break };
-                if sink.feed(first).await.is_err() {
+/// Writes queued frames in batches until the connection closes, then the
+/// close frame. A client that stops reading blocks the socket write, so the
+/// close must not wait for it: the pending write is abandoned (a frame is
+/// either wholly in the WebSocket buffer or not at all) and the close frame
+/// gets `close_timeout` to go out before the socket is dropped.
+async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Message>,
+    conn: Arc<Conn>,
+    close_timeout: Duration,
+) {
+    let writing = async {
+        while let Some(first) = rx.recv().await {
+            if sink.feed(first).await.is_err() {
+                return;
+            }
+            let mut batch = 1;
+            while batch < WRITE_BATCH {
+                let Ok(frame) = rx.try_recv() else { break };
+                if sink.feed(frame).await.is_err() {
                     return;
                 }
-                let mut batch = 1;
-                while batch < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(frame) => {
-                            if sink.feed(frame).await.is_err() {
-                                return;
-                            }
-                            batch += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
+                batch += 1;
+            }
+            if sink.flush().await.is_err() {
+                return;
             }
         }
+    };
+    tokio::select! {
+        biased;
+        () = conn.closed() => {}
+        () = writing => {}
     }
     let code = conn.close_code();
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(close_reason(code)),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
 }
 
 /// Token bucket for incoming frames, plus the count of rejections that
@@ -350,11 +361,11 @@ async fn read_loop(state: &AppState, conn: &Arc<Conn>, claims: &Claims, stream: 
                         } else if limiter.reject(limits.abuse_window, limits.abuse_rejections) {
                             conn.close(close::POLICY);
                         } else {
-                            frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down"));
+                            frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down")).await;
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        frames::send_error(conn, None, &ApiError::invalid("binary frames are not supported; send JSON text"));
+                        frames::send_error(conn, None, &ApiError::invalid("binary frames are not supported; send JSON text")).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) => {

@@ -4,7 +4,7 @@ use chat_common::identity::Identity;
 use chat_proto::events::v1::{self as ev, chat_event, room_event};
 use chat_proto::message::v1 as pb;
 
-use super::{convert, load_room, require_member};
+use super::{Authority, convert, load_room, require_member};
 use crate::domain::paging::Page;
 use crate::domain::validate::{self, ClientMsgId};
 use crate::domain::{MessageKind, RoomKind, mentions, next_read_position, roles};
@@ -270,16 +270,27 @@ pub async fn delete(
     Ok(convert::message(&message))
 }
 
-#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id))]
 pub async fn history(
     state: &State,
     who: &Identity,
     req: pb::HistoryRequest,
 ) -> Result<pb::HistoryResponse, Error> {
+    history_as(state, who, Authority::Member, req).await
+}
+
+#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id, ?authority))]
+pub(crate) async fn history_as(
+    state: &State,
+    who: &Identity,
+    authority: Authority,
+    req: pb::HistoryRequest,
+) -> Result<pb::HistoryResponse, Error> {
     let page = Page::parse(req.before, req.after, req.limit)?;
     let mut tx = state.store.begin().await?;
     let room = load_room(tx.as_mut(), &req.room).await?;
-    require_member(tx.as_mut(), &room.id, &who.user_id).await?;
+    if authority == Authority::Member {
+        require_member(tx.as_mut(), &room.id, &who.user_id).await?;
+    }
     let rows = tx.history(&room.id, page.direction, page.fetch()).await?;
     let (messages, has_more) = page.finish(rows);
     Ok(pb::HistoryResponse {

@@ -3,6 +3,7 @@
 //! request); this impl only takes the acting user from the metadata and
 //! maps errors to `Status` once.
 
+pub mod admin;
 pub mod attachments;
 pub mod convert;
 pub mod direct;
@@ -43,6 +44,16 @@ fn reply<T>(result: Result<T, Error>) -> Reply<T> {
 fn split<T>(request: Request<T>) -> Result<(Identity, T), Status> {
     let who = Identity::from_request(&request)?;
     Ok((who, request.into_inner()))
+}
+
+/// On whose authority a call acts on a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Authority {
+    /// The caller's membership and room role decide (`MessageService`).
+    Member,
+    /// A system admin (`AdminService`): an owner's power in every room,
+    /// member or not.
+    Admin,
 }
 
 /// The room, or `not_found`.

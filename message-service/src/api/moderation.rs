@@ -4,7 +4,7 @@ use chat_common::identity::Identity;
 use chat_proto::events::v1::{self as ev, user_event};
 use chat_proto::message::v1 as pb;
 
-use super::{convert, load_room};
+use super::{Authority, convert, load_room};
 use crate::api::rooms::remove_member;
 use crate::domain::roles::{Action, authorize_moderation};
 use crate::domain::{Mute, Role, validate};
@@ -27,10 +27,19 @@ fn action(raw: i32) -> Result<Action, Error> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id, target = %req.user_id, action = req.action))]
 pub async fn moderate(
     state: &State,
     who: &Identity,
+    req: pb::ModerateRequest,
+) -> Result<pb::ModerateResponse, Error> {
+    moderate_as(state, who, Authority::Member, req).await
+}
+
+#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id, target = %req.user_id, action = req.action, ?authority))]
+pub(crate) async fn moderate_as(
+    state: &State,
+    who: &Identity,
+    authority: Authority,
     req: pb::ModerateRequest,
 ) -> Result<pb::ModerateResponse, Error> {
     let action = action(req.action)?;
@@ -48,11 +57,14 @@ pub async fn moderate(
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     let room = load_room(tx.as_mut(), &req.room).await?;
-    let actor = tx.member(&room.id, &who.user_id).await?;
+    let actor_role = match authority {
+        Authority::Member => tx.member(&room.id, &who.user_id).await?.map(|m| m.role),
+        Authority::Admin => Some(Role::Owner),
+    };
     let subject = tx.member(&room.id, target).await?;
     authorize_moderation(
         &who.user_id,
-        actor.as_ref().map(|m| m.role),
+        actor_role,
         target,
         subject.as_ref().map(|m| m.role),
         action,

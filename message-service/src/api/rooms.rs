@@ -5,7 +5,7 @@ use chat_common::identity::Identity;
 use chat_proto::events::v1::{self as ev, chat_event, room_event, user_event};
 use chat_proto::message::v1 as pb;
 
-use super::{convert, load_room, require_member};
+use super::{Authority, convert, load_room, require_member};
 use crate::domain::validate::{self, RoomName};
 use crate::domain::{Role, RoomKind, Visibility, ban_active, roles};
 use crate::error::Error;
@@ -324,10 +324,19 @@ pub async fn list_members(
     })
 }
 
-#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id, target = %req.user_id))]
 pub async fn add_member(
     state: &State,
     who: &Identity,
+    req: pb::AddMemberRequest,
+) -> Result<pb::AddMemberResponse, Error> {
+    add_member_as(state, who, Authority::Member, req).await
+}
+
+#[tracing::instrument(skip_all, fields(room = %req.room, user = %who.user_id, target = %req.user_id, ?authority))]
+pub(crate) async fn add_member_as(
+    state: &State,
+    who: &Identity,
+    authority: Authority,
     req: pb::AddMemberRequest,
 ) -> Result<pb::AddMemberResponse, Error> {
     let target = validate::user_id(&req.user_id)?;
@@ -338,11 +347,13 @@ pub async fn add_member(
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     let room = load_room(tx.as_mut(), &req.room).await?;
-    let actor = require_member(tx.as_mut(), &room.id, &who.user_id).await?;
-    if !actor.role.is_moderator() {
-        return Err(Error::forbidden(
-            "only the owner or an admin may add members",
-        ));
+    if authority == Authority::Member {
+        let actor = require_member(tx.as_mut(), &room.id, &who.user_id).await?;
+        if !actor.role.is_moderator() {
+            return Err(Error::forbidden(
+                "only the owner or an admin may add members",
+            ));
+        }
     }
     if room.kind != RoomKind::Group {
         return Err(Error::forbidden("members can only be added to group rooms"));

@@ -119,6 +119,11 @@ pub trait StoreTx: Send {
     async fn public_rooms(&mut self, limit: i64) -> Result<Vec<RoomRecord>, Error>;
     /// The rooms of a user with their membership, by room creation time.
     async fn rooms_of(&mut self, user_id: &str) -> Result<Vec<(RoomRecord, MemberRecord)>, Error>;
+    /// Every room (any kind and visibility) whose id sorts after `after`
+    /// (`""` for the first page), by id, which is creation order since ids
+    /// are UUID v7; each with its member count.
+    async fn all_rooms(&mut self, after: &str, limit: i64)
+    -> Result<Vec<(RoomRecord, i64)>, Error>;
     async fn set_owner(&mut self, room_id: &str, user_id: &str) -> Result<(), Error>;
     /// Takes the room's next seq (locking the room row until commit where
     /// the backend has row locks). `None` when the room does not exist.
@@ -130,6 +135,7 @@ pub trait StoreTx: Send {
     -> Result<Option<MemberRecord>, Error>;
     /// Oldest first.
     async fn members(&mut self, room_id: &str) -> Result<Vec<MemberRecord>, Error>;
+    async fn member_count(&mut self, room_id: &str) -> Result<i64, Error>;
     /// False when already a member.
     async fn insert_member(&mut self, member: &MemberRecord) -> Result<bool, Error>;
     /// False when not a member.

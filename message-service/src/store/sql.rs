@@ -260,6 +260,25 @@ impl StoreTx for SqlTx {
             .collect()
     }
 
+    async fn all_rooms(
+        &mut self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(RoomRecord, i64)>, Error> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {ROOM_COLUMNS}, \
+             (SELECT COUNT(*) FROM members m WHERE m.room_id = r.id) AS member_count \
+             FROM rooms r WHERE r.id > $1 ORDER BY r.id LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((room_from_row(row)?, row.try_get("member_count")?)))
+            .collect()
+    }
+
     async fn set_owner(&mut self, room_id: &str, user_id: &str) -> Result<(), Error> {
         sqlx::query("UPDATE rooms SET owner_id = $2 WHERE id = $1")
             .bind(room_id)
@@ -302,6 +321,14 @@ impl StoreTx for SqlTx {
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(member_from_row).collect()
+    }
+
+    async fn member_count(&mut self, room_id: &str) -> Result<i64, Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     async fn insert_member(&mut self, member: &MemberRecord) -> Result<bool, Error> {

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admin;
 mod attachments;
 mod direct;
 mod edit_delete;

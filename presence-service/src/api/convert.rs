@@ -3,6 +3,7 @@
 use chat_proto::presence::v1 as pb;
 
 use crate::domain::{InvalidId, Notification, NotificationKind, Presence, RoomId, Status, UserId};
+use crate::store::OnlineUser;
 
 pub fn presence(p: Presence) -> pb::UserPresence {
     pb::UserPresence {
@@ -30,6 +31,22 @@ pub fn notification(n: Notification) -> pb::Notification {
         from: n.from,
         from_name: n.from_name,
         created_at: Some(chat_proto::to_timestamp(n.created_at)),
+    }
+}
+
+pub fn online_user(u: OnlineUser) -> pb::OnlineUser {
+    pb::OnlineUser {
+        user_id: u.user_id.into(),
+        gateway_ids: u.gateways.iter().map(|(g, _)| g.to_string()).collect(),
+        connections: u.connections,
+        gateways: u
+            .gateways
+            .into_iter()
+            .map(|(gateway_id, connections)| pb::GatewayConnections {
+                gateway_id: gateway_id.into(),
+                connections,
+            })
+            .collect(),
     }
 }
 

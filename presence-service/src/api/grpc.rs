@@ -139,14 +139,7 @@ impl PresenceService for PresenceApi {
     ) -> Result<Response<pb::ListOnlineResponse>, Status> {
         let users = self.app.list_online().await?;
         Ok(Response::new(pb::ListOnlineResponse {
-            users: users
-                .into_iter()
-                .map(|u| pb::OnlineUser {
-                    user_id: u.user_id.into(),
-                    gateway_ids: u.gateway_ids.into_iter().map(String::from).collect(),
-                    connections: u.connections,
-                })
-                .collect(),
+            users: users.into_iter().map(convert::online_user).collect(),
         }))
     }
 

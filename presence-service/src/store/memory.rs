@@ -1,6 +1,6 @@
 //! The in-memory presence store: one process, nothing survives a restart.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -218,14 +218,16 @@ impl PresenceStore for MemoryStore {
             .iter()
             .filter(|(_, connections)| !connections.is_empty())
             .map(|(user_id, connections)| {
-                let gateway_ids: BTreeSet<&GatewayId> = connections
-                    .iter()
-                    .filter_map(|c| inner.connections.get(c))
-                    .map(|e| &e.gateway_id)
-                    .collect();
+                let mut gateways: BTreeMap<&GatewayId, u32> = BTreeMap::new();
+                for entry in connections.iter().filter_map(|c| inner.connections.get(c)) {
+                    *gateways.entry(&entry.gateway_id).or_default() += 1;
+                }
                 OnlineUser {
                     user_id: user_id.clone(),
-                    gateway_ids: gateway_ids.into_iter().cloned().collect(),
+                    gateways: gateways
+                        .into_iter()
+                        .map(|(gateway, n)| (gateway.clone(), n))
+                        .collect(),
                     connections: u32::try_from(connections.len()).unwrap_or(u32::MAX),
                 }
             })

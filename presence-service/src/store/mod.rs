@@ -64,8 +64,10 @@ pub struct Removal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnlineUser {
     pub user_id: UserId,
-    /// Sorted, each once.
-    pub gateway_ids: Vec<GatewayId>,
+    /// The gateways holding the user's connections, sorted, each once,
+    /// with the number of the user's connections on it.
+    pub gateways: Vec<(GatewayId, u32)>,
+    /// On all gateways together.
     pub connections: u32,
 }
 

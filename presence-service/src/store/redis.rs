@@ -47,7 +47,7 @@
 //! Scripts name their keys in `KEYS`, except `online`, which reads the
 //! connection hashes listed in the expiry index.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -592,21 +592,23 @@ impl PresenceStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let mut users: BTreeMap<String, (u32, BTreeSet<String>)> = BTreeMap::new();
+        // One (user, gateway) pair per connection.
+        let mut users: BTreeMap<String, (u32, BTreeMap<String, u32>)> = BTreeMap::new();
         for pair in pairs.chunks_exact(2) {
             let (user, gateway) = (&pair[0], &pair[1]);
             let entry = users.entry(user.clone()).or_default();
             entry.0 = entry.0.saturating_add(1);
-            entry.1.insert(gateway.clone());
+            let on_gateway = entry.1.entry(gateway.clone()).or_default();
+            *on_gateway = on_gateway.saturating_add(1);
         }
         Ok(users
             .into_iter()
             .filter_map(|(user, (connections, gateways))| {
                 Some(OnlineUser {
                     user_id: UserId::parse(user).ok()?,
-                    gateway_ids: gateways
+                    gateways: gateways
                         .into_iter()
-                        .filter_map(|g| GatewayId::parse(g).ok())
+                        .filter_map(|(g, n)| Some((GatewayId::parse(g).ok()?, n)))
                         .collect(),
                     connections,
                 })

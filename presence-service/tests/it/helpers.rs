@@ -61,11 +61,24 @@ impl TestServer {
         store: Arc<dyn PresenceStore>,
         backends: Backends,
     ) -> anyhow::Result<TestServer> {
+        TestServer::start_configured(store, backends, |config| {
+            config.connection_ttl = ttl;
+            config.sweep_interval = sweep;
+        })
+        .await
+    }
+
+    /// A server on `store` and `backends` with `tweak` applied to the
+    /// default configuration.
+    pub async fn start_configured(
+        store: Arc<dyn PresenceStore>,
+        backends: Backends,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestServer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut config = Config::new(Secret::new(TOKEN), backends.clone());
-        config.connection_ttl = ttl;
-        config.sweep_interval = sweep;
+        tweak(&mut config);
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(chat_presence_service::serve_with_store(
             config,

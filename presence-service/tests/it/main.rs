@@ -2,6 +2,7 @@
 //! against `serve` on a port-0 listener with in-process buses, and the
 //! contract suite of the store port, run against memory and Redis.
 
+mod admin;
 mod helpers;
 mod notifications;
 mod presence;

@@ -262,6 +262,13 @@ async fn heartbeats_keep_connections_alive_and_report_unknown_ones() -> anyhow::
     Ok(())
 }
 
+fn on(gateway_id: &str, connections: u32) -> pb::GatewayConnections {
+    pb::GatewayConnections {
+        gateway_id: gateway_id.into(),
+        connections,
+    }
+}
+
 #[tokio::test]
 async fn list_online_sorts_users_and_their_gateways() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -284,11 +291,13 @@ async fn list_online_sorts_users_and_their_gateways() -> anyhow::Result<()> {
                 user_id: "alice".into(),
                 gateway_ids: strings(&["gw-a", "gw-b"]),
                 connections: 3,
+                gateways: vec![on("gw-a", 1), on("gw-b", 2)],
             },
             pb::OnlineUser {
                 user_id: "bob".into(),
                 gateway_ids: strings(&["gw-b"]),
                 connections: 1,
+                gateways: vec![on("gw-b", 1)],
             },
         ]
     );
@@ -300,6 +309,7 @@ async fn list_online_sorts_users_and_their_gateways() -> anyhow::Result<()> {
             user_id: "alice".into(),
             gateway_ids: strings(&["gw-b"]),
             connections: 2,
+            gateways: vec![on("gw-b", 2)],
         }]
     );
     Ok(())

@@ -33,6 +33,7 @@ pub async fn contract(store: Arc<dyn PresenceStore>) -> anyhow::Result<()> {
     refresh_and_sweep(store.as_ref()).await?;
     notifications_are_taken_once(store.as_ref()).await?;
     events_are_claimed_once(store.as_ref()).await?;
+    online_counts_connections_per_gateway(store.as_ref()).await?;
     Ok(())
 }
 
@@ -111,7 +112,7 @@ async fn connections_pair_online_and_offline(store: &dyn PresenceStore) -> anyho
     let mine: Vec<&OnlineUser> = online.iter().filter(|u| u.user_id == alice).collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].connections, 2);
-    assert_eq!(mine[0].gateway_ids, std::slice::from_ref(&gw));
+    assert_eq!(mine[0].gateways, [(gw.clone(), 2)]);
     assert_eq!(store.rooms(&alice).await?, rooms);
 
     // Only the owner removes a connection.
@@ -259,5 +260,32 @@ async fn events_are_claimed_once(store: &dyn PresenceStore) -> anyhow::Result<()
     store.release_event(&id).await?;
     assert!(store.claim_event(&id).await?);
     assert!(!store.claim_event(&id).await?);
+    Ok(())
+}
+
+async fn online_counts_connections_per_gateway(store: &dyn PresenceStore) -> anyhow::Result<()> {
+    let ids = Ids::new();
+    let bob = ids.user("bob")?;
+    let (gw_a, gw_b) = (ids.gateway("a")?, ids.gateway("b")?);
+    for (conn, gateway) in [("c1", &gw_b), ("c2", &gw_a), ("c3", &gw_b)] {
+        let connection = Connection {
+            id: ids.conn(conn)?,
+            user_id: bob.clone(),
+            gateway_id: gateway.clone(),
+            expires_at: later(30),
+        };
+        store.add_connection(connection, vec![]).await?;
+    }
+    let online = store.online().await?;
+    let bobs: Vec<&OnlineUser> = online.iter().filter(|u| u.user_id == bob).collect();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].gateways, [(gw_a, 1), (gw_b.clone(), 2)]);
+    assert_eq!(bobs[0].connections, 3);
+    for conn in ["c1", "c2", "c3"] {
+        store
+            .remove_connection(&bob, &ids.conn(conn)?, Utc::now())
+            .await?;
+    }
+    assert!(!store.online().await?.iter().any(|u| u.user_id == bob));
     Ok(())
 }
