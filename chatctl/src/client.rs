@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
+use chat_proto::AdminCredentials;
 use chat_proto::auth::v1::LoginRequest;
 use chat_proto::auth::v1::admin_service_client::AdminServiceClient as AuthAdminClient;
 use chat_proto::auth::v1::auth_service_client::AuthServiceClient;
 use chat_proto::message::v1::admin_service_client::AdminServiceClient as MessageAdminClient;
 use chat_proto::presence::v1::admin_service_client::AdminServiceClient as PresenceAdminClient;
 use tokio::sync::OnceCell;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
@@ -20,29 +19,12 @@ use tonic::{Request, Status};
 use crate::cli::Global;
 use crate::error::{Failure, Service};
 
-/// Adds the credentials to every call.
-#[derive(Clone)]
-pub struct Credentials {
-    service_token: AsciiMetadataValue,
-    bearer: Option<AsciiMetadataValue>,
-}
-
-impl Interceptor for Credentials {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let metadata = request.metadata_mut();
-        metadata.insert("x-service-token", self.service_token.clone());
-        if let Some(bearer) = &self.bearer {
-            metadata.insert("authorization", bearer.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub type Authed = InterceptedService<Channel, Credentials>;
+pub type Authed = InterceptedService<Channel, AdminCredentials>;
 
 pub struct Clients {
     global: Global,
-    service_token: AsciiMetadataValue,
+    /// The service credential, without a bearer yet.
+    service: AdminCredentials,
     /// The admin's access token, once known.
     token: OnceCell<String>,
 }
@@ -58,11 +40,11 @@ fn url(addr: &str) -> String {
 
 impl Clients {
     pub fn new(global: Global) -> Result<Clients, Failure> {
-        let service_token = AsciiMetadataValue::try_from(global.service_token.as_str())
+        let service = AdminCredentials::new(Some(&global.service_token), None)
             .map_err(|_| Failure::Usage("--service-token must be printable ASCII".into()))?;
         Ok(Clients {
             global,
-            service_token,
+            service,
             token: OnceCell::new(),
         })
     }
@@ -106,15 +88,14 @@ impl Clients {
         request
     }
 
-    fn credentials(&self, bearer: Option<&str>) -> Result<Credentials, Failure> {
-        let bearer = bearer
-            .map(|token| AsciiMetadataValue::try_from(format!("Bearer {token}")))
-            .transpose()
-            .map_err(|_| Failure::Usage("the access token must be printable ASCII".into()))?;
-        Ok(Credentials {
-            service_token: self.service_token.clone(),
-            bearer,
-        })
+    fn credentials(&self, bearer: Option<&str>) -> Result<AdminCredentials, Failure> {
+        match bearer {
+            None => Ok(self.service.clone()),
+            Some(token) => self
+                .service
+                .with_access_token(token)
+                .map_err(|_| Failure::Usage("the access token must be printable ASCII".into())),
+        }
     }
 
     /// auth-service with the service credential only (login, lookups).

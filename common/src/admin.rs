@@ -32,8 +32,7 @@ use tonic::{Code, Request, Status};
 
 use crate::identity::{Identity, ServiceAuth};
 
-/// The metadata entry carrying `Bearer <access token>`.
-pub const AUTHORIZATION: &str = "authorization";
+pub use chat_proto::credentials::{AUTHORIZATION, AdminCredentials};
 /// The system-wide role that may make admin calls.
 pub const ADMIN_ROLE: &str = "admin";
 /// Why a signed-in user who is not an admin is refused.

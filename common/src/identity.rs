@@ -9,13 +9,13 @@
 //!   metadata since gRPC text metadata is ASCII only.
 
 use chat_proto::ErrorCode;
+use chat_proto::credentials::SERVICE_TOKEN_KEY;
 use subtle::ConstantTimeEq;
 use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue, MetadataMap};
 use tonic::{Request, Status};
 
 use crate::Secret;
 
-const SERVICE_TOKEN: &str = "x-service-token";
 const USER_ID: &str = "x-user-id";
 const USERNAME: &str = "x-username";
 const DISPLAY_NAME: &str = "x-display-name-bin";
@@ -97,7 +97,7 @@ impl ServiceAuth {
     pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let presented = request
             .metadata()
-            .get(SERVICE_TOKEN)
+            .get(SERVICE_TOKEN_KEY)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         if bool::from(presented.ct_eq(self.token.expose().as_bytes())) {
@@ -114,7 +114,7 @@ impl tonic::service::Interceptor for ServiceAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         request
             .metadata_mut()
-            .insert(SERVICE_TOKEN, self.header.clone());
+            .insert(SERVICE_TOKEN_KEY, self.header.clone());
         Ok(request)
     }
 }

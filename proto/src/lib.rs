@@ -26,9 +26,11 @@ pub mod events {
     }
 }
 
+pub mod credentials;
 mod error;
 mod time;
 
+pub use credentials::AdminCredentials;
 pub use error::{ERROR_CODE_KEY, ErrorCode};
 pub use time::{from_timestamp, to_timestamp};
 

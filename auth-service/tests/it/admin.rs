@@ -8,7 +8,8 @@ use chat_proto::auth::v1::{
 };
 use tonic::Code;
 
-use crate::helpers::{AdminCredentials, PASSWORD, SERVICE_TOKEN, TestServer, codes};
+use crate::helpers::{PASSWORD, SERVICE_TOKEN, TestServer, codes};
+use chat_proto::AdminCredentials;
 
 /// A server whose `root` account is an admin, with `root` and `alice`
 /// registered; returns their access tokens.
@@ -41,10 +42,7 @@ fn refusal<T: std::fmt::Debug>(
 async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result<()> {
     let (server, root, alice) = with_root_and_alice().await?;
 
-    let no_service_token = server.admin_with(AdminCredentials {
-        service_token: None,
-        access_token: Some(root.clone()),
-    })?;
+    let no_service_token = server.admin_with(AdminCredentials::new(None, Some(root.as_str()))?)?;
     assert_eq!(
         refusal(no_service_token.clone().list_users(list_all()).await)?,
         (
@@ -53,10 +51,7 @@ async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result
             "missing or invalid service credential".into()
         )
     );
-    let no_bearer = server.admin_with(AdminCredentials {
-        service_token: Some(SERVICE_TOKEN),
-        access_token: None,
-    })?;
+    let no_bearer = server.admin_with(AdminCredentials::new(Some(SERVICE_TOKEN), None)?)?;
     assert_eq!(
         refusal(no_bearer.clone().list_users(list_all()).await)?,
         (

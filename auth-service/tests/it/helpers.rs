@@ -7,6 +7,7 @@ use chat_auth_service::Config;
 use chat_auth_service::store::{SqlUserStore, migrations};
 use chat_common::identity::{Identity, ServiceAuth};
 use chat_common::{Secret, Shutdown};
+use chat_proto::AdminCredentials;
 use chat_proto::ErrorCode;
 use chat_proto::auth::v1::admin_service_client::AdminServiceClient;
 use chat_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -20,38 +21,6 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub type Client = AuthServiceClient<InterceptedService<Channel, ServiceAuth>>;
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, AdminCredentials>>;
-
-/// The metadata of an admin call: the service credential and a bearer
-/// token, each optional so tests can leave one out.
-#[derive(Clone)]
-pub struct AdminCredentials {
-    pub service_token: Option<&'static str>,
-    pub access_token: Option<String>,
-}
-
-impl tonic::service::Interceptor for AdminCredentials {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let metadata = request.metadata_mut();
-        if let Some(token) = self.service_token {
-            metadata.insert(
-                "x-service-token",
-                token
-                    .parse()
-                    .map_err(|_| tonic::Status::internal("token"))?,
-            );
-        }
-        if let Some(token) = &self.access_token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| tonic::Status::internal("bearer"))?;
-            metadata.insert("authorization", value);
-        }
-        Ok(request)
-    }
-}
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -99,10 +68,10 @@ impl TestServer {
     /// An admin-service client presenting the service credential and
     /// `access_token` as bearer.
     pub fn admin(&self, access_token: &str) -> anyhow::Result<AdminClient> {
-        self.admin_with(AdminCredentials {
-            service_token: Some(SERVICE_TOKEN),
-            access_token: Some(access_token.to_owned()),
-        })
+        self.admin_with(AdminCredentials::new(
+            Some(SERVICE_TOKEN),
+            Some(access_token),
+        )?)
     }
 
     pub fn admin_with(&self, credentials: AdminCredentials) -> anyhow::Result<AdminClient> {

@@ -18,36 +18,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::helpers::{Api, Db, Identity, TOKEN, TestServer};
+use chat_proto::AdminCredentials;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// The metadata of an admin call, each part optional so tests can leave
-/// one out.
-#[derive(Clone)]
-struct AdminCredentials {
-    service_token: Option<&'static str>,
-    access_token: Option<String>,
-}
-
-impl tonic::service::Interceptor for AdminCredentials {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let bad = |_| tonic::Status::internal("unencodable test metadata");
-        let metadata = request.metadata_mut();
-        if let Some(token) = self.service_token {
-            metadata.insert("x-service-token", token.parse().map_err(bad)?);
-        }
-        if let Some(token) = &self.access_token {
-            metadata.insert(
-                "authorization",
-                format!("Bearer {token}").parse().map_err(bad)?,
-            );
-        }
-        Ok(request)
-    }
-}
 
 type AdminClient = AdminServiceClient<InterceptedService<Channel, AdminCredentials>>;
 
@@ -99,10 +72,10 @@ impl World {
     }
 
     fn admin_as(&self, who: &AuthResponse) -> AdminClient {
-        self.admin_with(AdminCredentials {
-            service_token: Some(TOKEN),
-            access_token: Some(who.access_token.clone()),
-        })
+        self.admin_with(
+            AdminCredentials::new(Some(TOKEN), Some(who.access_token.as_str()))
+                .expect("test tokens are ASCII"),
+        )
     }
 
     fn admin(&self) -> AdminClient {
@@ -166,10 +139,10 @@ fn list_rooms() -> pb::ListRoomsRequest {
 #[tokio::test]
 async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result<()> {
     let world = World::start().await?;
-    let no_service_token = world.admin_with(AdminCredentials {
-        service_token: None,
-        access_token: Some(world.root.access_token.clone()),
-    });
+    let no_service_token = world.admin_with(AdminCredentials::new(
+        None,
+        Some(world.root.access_token.as_str()),
+    )?);
     assert_eq!(
         refusal(no_service_token.clone().list_rooms(list_rooms()).await)?,
         (
@@ -178,10 +151,7 @@ async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result
             "missing or invalid service credential".into()
         )
     );
-    let no_bearer = world.admin_with(AdminCredentials {
-        service_token: Some(TOKEN),
-        access_token: None,
-    });
+    let no_bearer = world.admin_with(AdminCredentials::new(Some(TOKEN), None)?);
     assert_eq!(
         refusal(no_bearer.clone().list_rooms(list_rooms()).await)?,
         (
@@ -190,10 +160,10 @@ async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result
             chat_common::admin::NO_BEARER.into()
         )
     );
-    let forged = world.admin_with(AdminCredentials {
-        service_token: Some(TOKEN),
-        access_token: Some("forged.token.value".into()),
-    });
+    let forged = world.admin_with(AdminCredentials::new(
+        Some(TOKEN),
+        Some("forged.token.value"),
+    )?);
     assert_eq!(
         refusal(forged.clone().list_rooms(list_rooms()).await)?,
         (

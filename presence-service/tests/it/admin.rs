@@ -19,34 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::helpers::{Created, TOKEN, TestServer, comparable, expected_notification, strings};
-
-/// The metadata of an admin call, each part optional so tests can leave
-/// one out.
-#[derive(Clone)]
-struct AdminCredentials {
-    service_token: Option<&'static str>,
-    access_token: Option<String>,
-}
-
-impl tonic::service::Interceptor for AdminCredentials {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let bad = |_| tonic::Status::internal("unencodable test metadata");
-        let metadata = request.metadata_mut();
-        if let Some(token) = self.service_token {
-            metadata.insert("x-service-token", token.parse().map_err(bad)?);
-        }
-        if let Some(token) = &self.access_token {
-            metadata.insert(
-                "authorization",
-                format!("Bearer {token}").parse().map_err(bad)?,
-            );
-        }
-        Ok(request)
-    }
-}
+use chat_proto::AdminCredentials;
 
 type AdminClient = AdminServiceClient<InterceptedService<Channel, AdminCredentials>>;
 
@@ -97,10 +70,10 @@ impl World {
     }
 
     fn admin_as(&self, who: &AuthResponse) -> AdminClient {
-        self.admin_with(AdminCredentials {
-            service_token: Some(TOKEN),
-            access_token: Some(who.access_token.clone()),
-        })
+        self.admin_with(
+            AdminCredentials::new(Some(TOKEN), Some(who.access_token.as_str()))
+                .expect("test tokens are ASCII"),
+        )
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -148,10 +121,10 @@ async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result
     world.presence.connect("u1", "c2", "gw-a", &[]).await?;
     world.presence.connect("u1", "c3", "gw-b", &[]).await?;
 
-    let no_service_token = world.admin_with(AdminCredentials {
-        service_token: None,
-        access_token: Some(world.root.access_token.clone()),
-    });
+    let no_service_token = world.admin_with(AdminCredentials::new(
+        None,
+        Some(world.root.access_token.as_str()),
+    )?);
     assert_eq!(
         refusal(
             no_service_token
@@ -165,10 +138,7 @@ async fn only_an_admin_with_the_service_credential_is_served() -> anyhow::Result
             "missing or invalid service credential".into()
         )
     );
-    let no_bearer = world.admin_with(AdminCredentials {
-        service_token: Some(TOKEN),
-        access_token: None,
-    });
+    let no_bearer = world.admin_with(AdminCredentials::new(Some(TOKEN), None)?);
     assert_eq!(
         refusal(
             no_bearer
