@@ -107,6 +107,8 @@ pub async fn serve(
         shutdown,
         routes,
         &[SERVICE_NAME, ADMIN_SERVICE_NAME],
+        // Every call reads or writes the database.
+        vec![chat_common::db::probe(pool.clone())],
     )
     .await;
     pool.close().await;

@@ -47,6 +47,10 @@ struct Args {
     /// gateway is reachable: whoever takes a listed name first is an admin.
     #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
     admin_usernames: Vec<String>,
+    /// Where to serve Prometheus `/metrics` (e.g. `127.0.0.1:9101`);
+    /// unset serves none.
+    #[arg(long, env = "METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -79,5 +83,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (AUTH_LISTEN)", args.listen))?;
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
+    chat_common::metrics::spawn_listener(args.metrics_listen, &shutdown).await?;
     chat_auth_service::serve(config, listener, shutdown).await
 }

@@ -16,12 +16,20 @@ use chat_presence_service::store::{MemoryStore, PresenceStore, RedisStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+/// The embedded gateway's drain window. Short, unlike a replica's 10 s:
+/// spreading reconnects only pays when other replicas take them, and this
+/// process is the only one, so its clients can do nothing but wait for it
+/// to come back; a long window would only delay the restart.
+pub const EMBEDDED_DRAIN_WINDOW: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Where the gateway serves HTTP and WebSocket.
     pub listen: String,
     /// SQLite databases and generated secrets live here.
     pub data_dir: PathBuf,
+    /// The gateway's limits; its `drain_window` defaults to
+    /// [`EMBEDDED_DRAIN_WINDOW`] here.
     pub gateway_limits: chat_gateway::Limits,
     pub recall_window: Duration,
     pub presence_ttl: Duration,
@@ -44,7 +52,10 @@ impl Options {
         Options {
             listen: listen.into(),
             data_dir: data_dir.into(),
-            gateway_limits: chat_gateway::Limits::default(),
+            gateway_limits: chat_gateway::Limits {
+                drain_window: EMBEDDED_DRAIN_WINDOW,
+                ..chat_gateway::Limits::default()
+            },
             recall_window: Duration::from_secs(120),
             presence_ttl: Duration::from_secs(30),
             redis_url: None,
@@ -136,6 +147,9 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     let (message_listener, message_addr) = loopback().await?;
     let (presence_listener, presence_addr) = loopback().await?;
 
+    // The services stop once the gateway has drained, so that requests
+    // and sockets it still serves meanwhile reach them.
+    let services_shutdown = Shutdown::new();
     let mut tasks = JoinSet::new();
     let auth = chat_auth_service::Config {
         database_url: options
@@ -151,7 +165,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     tasks.spawn(chat_auth_service::serve(
         auth,
         auth_listener,
-        shutdown.clone(),
+        services_shutdown.clone(),
     ));
 
     let message = chat_message_service::Config {
@@ -169,7 +183,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     tasks.spawn(chat_message_service::serve(
         message,
         message_listener,
-        shutdown.clone(),
+        services_shutdown.clone(),
     ));
 
     let presence = chat_presence_service::Config {
@@ -183,7 +197,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         presence,
         presence_store,
         presence_listener,
-        shutdown.clone(),
+        services_shutdown.clone(),
     ));
 
     let gateway = chat_gateway::Config {
@@ -197,11 +211,12 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         allowed_origins: Vec::new(),
         limits: options.gateway_limits.clone(),
     };
-    tasks.spawn(chat_gateway::serve(
-        gateway,
-        gateway_listener,
-        shutdown.clone(),
-    ));
+    let gateway = chat_gateway::serve(gateway, gateway_listener, shutdown.clone());
+    tasks.spawn(async move {
+        // Cancels when the gateway ends, however it ends.
+        let _stop_services = services_shutdown.drop_guard();
+        gateway.await
+    });
 
     Ok(System {
         addr,

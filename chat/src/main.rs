@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use chat_common::{Namespace, Shutdown};
 use clap::Parser;
 
@@ -41,6 +42,10 @@ struct Args {
     /// register.
     #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
     admin_usernames: Vec<String>,
+    /// Seconds over which open sockets are closed (1012) at shutdown;
+    /// short by default, as no other replica takes the clients meanwhile.
+    #[arg(long, env = "DRAIN_WINDOW_S", default_value_t = chat::EMBEDDED_DRAIN_WINDOW.as_secs_f64())]
+    drain_window_s: f64,
 }
 
 #[tokio::main]
@@ -49,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
-    let options = chat::Options {
+    let mut options = chat::Options {
         redis_url: args.redis_url,
         amqp_url: args.amqp_url,
         auth_database_url: args.auth_database_url,
@@ -58,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
         admin_usernames: args.admin_usernames,
         ..chat::Options::new(args.listen, &args.data_dir)
     };
+    options.gateway_limits.drain_window =
+        std::time::Duration::try_from_secs_f64(args.drain_window_s)
+            .context("DRAIN_WINDOW_S must be a non-negative number of seconds")?;
     let mut system = chat::start(options, shutdown).await?;
     let addr = system.addr;
     println!("chat is running, data in {}", args.data_dir.display());

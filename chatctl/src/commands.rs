@@ -12,7 +12,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::cli::{self, Command};
 use crate::client::Clients;
-use crate::error::{Failure, Service, code_name};
+use crate::error::{Failure, Service};
 use crate::output::{self, Table, print};
 
 pub async fn run(clients: &Clients, command: Command) -> Result<(), Failure> {
@@ -345,10 +345,12 @@ async fn tail(clients: &Clients, room: String, last: i64) -> Result<(), Failure>
         tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
             event = stream.message() => match event.map_err(&failed)? {
-                Some(event) if clients.json() => println!("{}", output::event_json(&event)),
+                Some(event) if clients.json() => {
+                    output::out(format_args!("{}\n", output::event_json(&event)));
+                }
                 Some(event) => {
                     if let Some(line) = output::event_line(&event) {
-                        println!("{line}");
+                        output::out(format_args!("{line}\n"));
                     }
                 }
                 None => {
@@ -488,7 +490,9 @@ async fn check(
             .map_or("UNKNOWN", |s| s.as_str_name())
             .to_owned()),
         Err(status) => match Failure::from_status(service, &clients.addr(service), status) {
-            Failure::Refused { status, .. } => Ok(code_name(status.code()).to_owned()),
+            Failure::Refused { status, .. } => {
+                Ok(chat_proto::grpc_code_name(status.code()).to_owned())
+            }
             unreachable => Err(unreachable),
         },
     }

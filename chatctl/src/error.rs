@@ -96,7 +96,7 @@ impl fmt::Display for Failure {
                 f,
                 "{} refused the call: {} ({}): {}",
                 service.name(),
-                code_name(status.code()),
+                chat_proto::grpc_code_name(status.code()),
                 ErrorCode::from_status(status),
                 status.message()
             ),
@@ -125,30 +125,6 @@ fn transport_detail(status: &Status) -> String {
             format!("{}: {root}", status.message())
         }
         _ => status.message().to_owned(),
-    }
-}
-
-/// The canonical name of a gRPC status code, as grpcurl and the gRPC docs
-/// write it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -68,9 +68,24 @@ impl fmt::Display for Table {
 /// A value as JSON for `--json`, else as a table.
 pub fn print(json: bool, value: Value, table: Table) {
     if json {
-        println!("{value:#}");
+        out(format_args!("{value:#}\n"));
     } else {
-        print!("{table}");
+        out(format_args!("{table}"));
+    }
+}
+
+/// Writes to stdout. When the reader has gone (`chatctl ... | head`) the
+/// program ends quietly with 0, as command-line tools killed by SIGPIPE do,
+/// where `println!` would panic; any other write error is exit code 1.
+pub fn out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("chatctl: cannot write the output: {error}");
+        std::process::exit(1);
     }
 }
 

@@ -108,6 +108,12 @@ impl RabbitBus {
         let exchange = short(&namespace.amqp(EXCHANGE), "exchange name")?;
         let session = open_session(url, &endpoint, &format!("{name} publisher"), &exchange).await?;
         enable_confirms(&session).await?;
+        // Exported from the start at 0, so that `rate()` sees the first one
+        // (installing first: this may run before the process's `serve`).
+        crate::metrics::install();
+        for role in ["publisher", "consumer"] {
+            metrics::counter!(crate::metrics::RABBITMQ_RECONNECTS, "role" => role).increment(0);
+        }
         Ok(RabbitBus {
             url: url.to_owned(),
             endpoint,
@@ -177,6 +183,9 @@ impl RabbitBus {
         let name = format!("{} publisher", self.name);
         let session = open_session(&self.url, &self.endpoint, &name, &self.exchange).await?;
         enable_confirms(&session).await?;
+        // `connect` opened the first session: every one opened here replaces
+        // a lost one.
+        metrics::counter!(crate::metrics::RABBITMQ_RECONNECTS, "role" => "publisher").increment(1);
         let session = Arc::new(session);
         *current = Some(session.clone());
         Ok(session)
@@ -366,6 +375,8 @@ impl Subscription {
             match self.start().await {
                 Ok((session, consumer)) => {
                     tracing::info!(queue = %self.queue, "event bus consumer re-established");
+                    metrics::counter!(crate::metrics::RABBITMQ_RECONNECTS, "role" => "consumer")
+                        .increment(1);
                     current = Some((Arc::new(session), consumer));
                     delay = BACKOFF_START;
                 }

@@ -117,3 +117,17 @@ pub fn now_ms() -> i64 {
 pub fn ms_to_datetime(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
+
+/// A health probe of `pool`'s database: a round trip on a pooled
+/// connection, so a lost server or a dropped database shows up.
+pub fn probe(pool: AnyPool) -> crate::grpc::Probe {
+    crate::grpc::Probe::new("database", move || {
+        let pool = pool.clone();
+        async move {
+            pool.execute("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    })
+}

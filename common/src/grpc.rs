@@ -2,7 +2,17 @@
 //! routes plus `grpc.health.v1` and reflection (v1 and v1alpha, since many
 //! clients, Python grpcio-reflection and older grpcurl among them, speak
 //! only v1alpha), until shutdown.
+//!
+//! Health follows the service's dependencies: each [`Probe`] is checked
+//! every [`PROBE_INTERVAL`], and while any fails every name reports
+//! NOT_SERVING, so load balancers and the gateway's `/readyz` stop sending
+//! calls that could only fail. Once shutdown starts, health stays
+//! NOT_SERVING while in-flight calls finish.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
@@ -11,14 +21,52 @@ use tonic_health::server::HealthReporter;
 
 use crate::Shutdown;
 
+/// How often dependencies are probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe that takes longer than this counts as failed: a dependency that
+/// slow would time out the calls that need it anyway.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Check = dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+
+/// A named check of one dependency the service cannot answer without
+/// (its database, its Redis).
+#[derive(Clone)]
+pub struct Probe {
+    pub name: &'static str,
+    check: Arc<Check>,
+}
+
+impl Probe {
+    pub fn new<F, Fut>(name: &'static str, check: F) -> Probe
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Probe {
+            name,
+            check: Arc::new(move || Box::pin(check())),
+        }
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        match tokio::time::timeout(PROBE_TIMEOUT, (self.check)()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+        }
+    }
+}
+
 /// Serves `routes` with health and reflection on `listener` until
 /// `shutdown` is cancelled, then finishes in-flight calls. Every name in
-/// `service_names` (and the server as a whole, `""`) reports SERVING.
+/// `service_names` (and the server as a whole, `""`) reports SERVING while
+/// every probe passes, NOT_SERVING otherwise and from shutdown on.
 pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
     mut routes: RoutesBuilder,
     service_names: &[&str],
+    probes: Vec<Probe>,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     set_all(&reporter, service_names, ServingStatus::Serving).await;
@@ -29,20 +77,67 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
+    let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let stopping = {
         let shutdown = shutdown.clone();
-        let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
         async move {
-            shutdown.cancelled().await;
+            watch_dependencies(&reporter, &names, &probes, &shutdown).await;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             set_all(&reporter, &names, ServingStatus::NotServing).await;
         }
     };
+    crate::metrics::install();
     tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer::server())
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
         .await?;
     Ok(())
+}
+
+/// Probes the dependencies until shutdown, keeping health in step with
+/// them; logs each change once.
+async fn watch_dependencies(
+    reporter: &HealthReporter,
+    names: &[String],
+    probes: &[Probe],
+    shutdown: &Shutdown,
+) {
+    if probes.is_empty() {
+        shutdown.cancelled().await;
+        return;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let results = futures::future::join_all(probes.iter().map(Probe::run)).await;
+        let failures: Vec<String> = probes
+            .iter()
+            .zip(results)
+            .filter_map(|(probe, result)| result.err().map(|e| format!("{}: {e}", probe.name)))
+            .collect();
+        let now_serving = failures.is_empty();
+        if now_serving != serving {
+            if now_serving {
+                tracing::info!("dependencies reachable again: health SERVING");
+            } else {
+                tracing::warn!(failures = ?failures, "a dependency is down: health NOT_SERVING");
+            }
+            let status = if now_serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_all(reporter, &names, status).await;
+            serving = now_serving;
+        }
+    }
 }
 
 /// Reflection of every chat proto (so any message type can be described),

@@ -1,7 +1,8 @@
 //! Shared plumbing of the chat services. Holds no domain logic: shutdown,
-//! telemetry, configuration helpers, gRPC serving with health and
-//! reflection, internal-call identity, access tokens, the SQL connection
-//! helper, and the pub/sub and event-bus ports with their backends.
+//! telemetry, Prometheus metrics, configuration helpers, gRPC serving with
+//! health and reflection, internal-call identity, access tokens, the SQL
+//! connection helper, and the pub/sub and event-bus ports with their
+//! backends.
 
 pub mod admin;
 pub mod backends;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod identity;
+pub mod metrics;
 pub mod namespace;
 pub mod pubsub;
 pub mod pubsub_redis;

@@ -187,6 +187,10 @@ impl RedisPubSub {
         })?;
         let (events_tx, events_rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        // Exported from the start at 0, so that `rate()` sees the first one
+        // (installing first: this may run before the process's `serve`).
+        crate::metrics::install();
+        metrics::counter!(crate::metrics::REDIS_PUBSUB_RECONNECTS).increment(0);
         let shared_client_id = Arc::new(AtomicI64::new(client_id.unwrap_or(0)));
         let task = SubscriberTask {
             target: self.target.clone(),
@@ -634,6 +638,7 @@ impl SubscriberTask {
                     channels = self.wanted.len(),
                     "Redis subscriber reconnected and resubscribed"
                 );
+                metrics::counter!(crate::metrics::REDIS_PUBSUB_RECONNECTS).increment(1);
                 self.connection = Some(connection);
                 self.pushes = pushes;
                 self.client_id

@@ -1,15 +1,18 @@
 //! gRPC clients of the three services. The gateway reaches them only through
 //! these, never by calling their code. Every call carries the service
-//! credential (interceptor) and, where a user acts, their identity.
+//! credential (interceptor) and, where a user acts, their identity, and is
+//! timed by service, method and status code.
 
 use chat_common::identity::ServiceAuth;
+use chat_common::metrics::{GrpcMetrics, GrpcMetricsLayer};
 use chat_proto::auth::v1::auth_service_client::AuthServiceClient;
 use chat_proto::message::v1::message_service_client::MessageServiceClient;
 use chat_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tower::Layer;
 
-pub type Authenticated = InterceptedService<Channel, ServiceAuth>;
+pub type Authenticated = InterceptedService<GrpcMetrics<Channel>, ServiceAuth>;
 
 #[derive(Clone)]
 pub struct Services {
@@ -30,10 +33,11 @@ impl Services {
         let auth = chat_common::grpc::channel(auth_addr)?;
         let messages = chat_common::grpc::channel(message_addr)?;
         let presence = chat_common::grpc::channel(presence_addr)?;
+        let timed = |channel: &Channel| GrpcMetricsLayer::client().layer(channel.clone());
         Ok(Services {
-            auth: AuthServiceClient::with_interceptor(auth.clone(), credential.clone()),
-            messages: MessageServiceClient::with_interceptor(messages.clone(), credential.clone()),
-            presence: PresenceServiceClient::with_interceptor(presence.clone(), credential),
+            auth: AuthServiceClient::with_interceptor(timed(&auth), credential.clone()),
+            messages: MessageServiceClient::with_interceptor(timed(&messages), credential.clone()),
+            presence: PresenceServiceClient::with_interceptor(timed(&presence), credential),
             channels: [
                 ("auth-service", auth),
                 ("message-service", messages),

@@ -41,6 +41,10 @@ pub struct Limits {
     pub max_attachment_bytes: u64,
     /// How often the gateway refreshes its connections' presence TTL.
     pub presence_heartbeat: Duration,
+    /// At shutdown, open sockets are closed with 1012 in batches spread
+    /// over this long, so their clients reconnect to the other replicas
+    /// gradually instead of all in the same instant.
+    pub drain_window: Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +62,7 @@ impl Default for Limits {
             close_timeout: Duration::from_secs(5),
             max_attachment_bytes: 10 * 1024 * 1024,
             presence_heartbeat: Duration::from_secs(10),
+            drain_window: Duration::from_secs(10),
         }
     }
 }

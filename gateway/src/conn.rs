@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::SystemTime;
 
-use axum::extract::ws::{Message, Utf8Bytes};
+use axum::extract::ws::Utf8Bytes;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +28,71 @@ pub mod close {
     pub const FORBIDDEN: u16 = 4003;
 }
 
+/// One encoded text frame, shared by every connection it goes to.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub text: Utf8Bytes,
+    /// The frame's `type`, for the frames-out series.
+    pub kind: &'static str,
+    /// When the message a live `message` event carries was committed: the
+    /// writer records the fan-out latency once the frame is written.
+    pub committed_at: Option<SystemTime>,
+}
+
+impl Frame {
+    pub fn new(value: &Value) -> Frame {
+        Frame {
+            text: Utf8Bytes::from(value.to_string()),
+            kind: kind_of(value),
+            committed_at: None,
+        }
+    }
+}
+
+/// The `type` of a frame the gateway sends, from the protocol's fixed
+/// list, so the label set stays bounded.
+fn kind_of(value: &Value) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "ready",
+        "ack",
+        "error",
+        "history",
+        "resumed",
+        "resume_truncated",
+        "resync",
+        "message",
+        "message_edited",
+        "message_deleted",
+        "member_joined",
+        "member_left",
+        "typing",
+        "read",
+        "presence",
+        "room_added",
+        "room_removed",
+        "muted",
+        "unmuted",
+        "notification",
+        "pong",
+    ];
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == kind)
+        .unwrap_or("other")
+}
+
+/// What waits in a connection's queue for its writer.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Frame),
+    Ping,
+}
+
 pub struct Conn {
     /// Local key in the hub's tables.
     pub id: ConnId,
@@ -33,7 +100,7 @@ pub struct Conn {
     /// connection id.
     pub session_id: String,
     pub user_id: String,
-    outbound: mpsc::Sender<Message>,
+    outbound: mpsc::Sender<Outbound>,
     rooms: Mutex<HashMap<String, RoomCursor>>,
     closing: CancellationToken,
     close_code: AtomicU16,
@@ -44,7 +111,7 @@ struct RoomCursor {
     /// Highest message seq sent to the client in this room.
     delivered: i64,
     /// While a `resume` of the room runs, live message events wait here.
-    held: Option<Vec<(i64, Utf8Bytes)>>,
+    held: Option<Vec<(i64, Frame)>>,
 }
 
 impl Conn {
@@ -52,7 +119,7 @@ impl Conn {
         id: ConnId,
         session_id: String,
         user_id: String,
-        outbound: mpsc::Sender<Message>,
+        outbound: mpsc::Sender<Outbound>,
     ) -> Conn {
         Conn {
             id,
@@ -71,37 +138,38 @@ impl Conn {
 
     /// Queues a frame. A full queue means the client does not keep up: the
     /// connection is closed with 1013 and the client will `resume`.
-    pub fn send(&self, frame: Message) {
+    pub fn send(&self, item: Outbound) {
         if self.closing.is_cancelled() {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(frame) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(item) {
             tracing::info!(session = %self.session_id, "send queue full, closing slow client");
+            metrics::counter!(crate::metrics::QUEUE_OVERFLOWS).increment(1);
             self.close(close::TRY_AGAIN);
         }
     }
 
-    pub fn send_text(&self, text: Utf8Bytes) {
-        self.send(Message::Text(text));
+    pub fn send_frame(&self, frame: Frame) {
+        self.send(Outbound::Frame(frame));
     }
 
-    pub fn send_json(&self, value: &serde_json::Value) {
-        self.send_text(Utf8Bytes::from(value.to_string()));
+    pub fn send_json(&self, value: &Value) {
+        self.send_frame(Frame::new(value));
     }
 
     /// Queues a frame, waiting for room in the queue: for large replies to
     /// the client's own request (resume), where waiting is the right
     /// back-pressure.
-    pub async fn send_waiting(&self, frame: Utf8Bytes) {
+    pub async fn send_waiting(&self, frame: &Value) {
         tokio::select! {
-            _ = self.outbound.send(Message::Text(frame)) => {}
+            _ = self.outbound.send(Outbound::Frame(Frame::new(frame))) => {}
             () = self.closing.cancelled() => {}
         }
     }
 
     /// A live `message` event of `room`: delivered unless the connection is
     /// not in the room, already has it, or is resuming the room (then held).
-    pub fn deliver_message(&self, room: &str, seq: i64, frame: &Utf8Bytes) {
+    pub fn deliver_message(&self, room: &str, seq: i64, frame: &Frame) {
         let mut cursors = self.cursors();
         let Some(cursor) = cursors.get_mut(room) else {
             return;
@@ -115,7 +183,7 @@ impl Conn {
         }
         cursor.delivered = seq;
         drop(cursors);
-        self.send_text(frame.clone());
+        self.send_frame(frame.clone());
     }
 
     pub fn in_room(&self, room: &str) -> bool {
@@ -171,7 +239,7 @@ impl Conn {
         }
         drop(cursors);
         for frame in to_send {
-            self.send_text(frame);
+            self.send_frame(frame);
         }
     }
 
@@ -215,17 +283,25 @@ pub fn close_reason(code: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    fn conn(capacity: usize) -> (Conn, mpsc::Receiver<Message>) {
+    fn conn(capacity: usize) -> (Conn, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Conn::new(1, "s".into(), "u".into(), tx), rx)
     }
 
-    fn texts(rx: &mut mpsc::Receiver<Message>) -> Vec<String> {
+    fn texts(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Message::Text(t)) = rx.try_recv() {
-            out.push(t.as_str().to_owned());
+        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+            out.push(f.text.as_str().to_owned());
         }
         out
+    }
+
+    fn frame(text: &str) -> Frame {
+        Frame {
+            text: Utf8Bytes::from(text),
+            kind: "message",
+            committed_at: None,
+        }
     }
 
     #[test]
@@ -233,9 +309,9 @@ mod tests {
         let (c, mut rx) = conn(16);
         c.add_room("r");
         for seq in [1, 2, 2, 1, 3] {
-            c.deliver_message("r", seq, &Utf8Bytes::from(seq.to_string()));
+            c.deliver_message("r", seq, &frame(&seq.to_string()));
         }
-        c.deliver_message("other", 9, &Utf8Bytes::from("x"));
+        c.deliver_message("other", 9, &frame("x"));
         assert_eq!(texts(&mut rx), ["1", "2", "3"]);
     }
 
@@ -244,20 +320,27 @@ mod tests {
         let (c, mut rx) = conn(16);
         c.add_room("r");
         assert!(c.begin_resume("r"));
-        c.deliver_message("r", 6, &Utf8Bytes::from("6"));
-        c.deliver_message("r", 5, &Utf8Bytes::from("5"));
-        c.send_text(Utf8Bytes::from("replayed 1..=5"));
+        c.deliver_message("r", 6, &frame("6"));
+        c.deliver_message("r", 5, &frame("5"));
+        c.send_frame(frame("replayed 1..=5"));
         c.finish_resume("r", 5);
         assert_eq!(texts(&mut rx), ["replayed 1..=5", "6"]);
         assert!(!c.begin_resume("not-a-member"));
     }
 
     #[test]
+    fn frame_types_are_labelled_from_a_fixed_list() {
+        assert_eq!(Frame::new(&serde_json::json!({"type": "ack"})).kind, "ack");
+        assert_eq!(Frame::new(&serde_json::json!({"type": "x1"})).kind, "other");
+        assert_eq!(Frame::new(&serde_json::json!([1])).kind, "other");
+    }
+
+    #[test]
     fn a_full_queue_closes_with_1013() {
         let (c, _rx) = conn(1);
-        c.send_text(Utf8Bytes::from("a"));
+        c.send_frame(frame("a"));
         assert!(!c.is_closing());
-        c.send_text(Utf8Bytes::from("b"));
+        c.send_frame(frame("b"));
         assert!(c.is_closing());
         assert_eq!(c.close_code(), close::TRY_AGAIN);
     }

@@ -2,15 +2,15 @@
 //! event is encoded once and the same bytes are queued to every recipient.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use axum::extract::ws::Utf8Bytes;
 use chat_common::pubsub::{SubscriberEvent, channels};
 use chat_proto::events::v1::{PresenceChanged, RoomEvent, UserEvent, room_event, user_event};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::conn::{Conn, close};
+use crate::conn::{Conn, Frame, close};
 use crate::state::AppState;
 use crate::wire;
 
@@ -26,15 +26,15 @@ pub async fn run(state: AppState, mut events: mpsc::Receiver<SubscriberEvent>) {
                 // every client may have missed some and must resume.
                 let frame = frame(json!({"type": "resync"}));
                 for conn in state.hub.all() {
-                    conn.send_text(frame.clone());
+                    conn.send_frame(frame.clone());
                 }
             }
         }
     }
 }
 
-fn frame(value: Value) -> Utf8Bytes {
-    Utf8Bytes::from(value.to_string())
+fn frame(value: Value) -> Frame {
+    Frame::new(&value)
 }
 
 async fn dispatch(state: &AppState, channel: &str, payload: &[u8]) {
@@ -67,8 +67,11 @@ fn room_event(state: &AppState, room: &str, event: RoomEvent) {
     match event {
         room_event::Event::MessageCreated(message) => {
             let seq = message.seq;
-            let frame =
+            let mut frame =
                 frame(json!({"type": "message", "room": room, "message": wire::message(&message)}));
+            frame.committed_at = message
+                .created_at
+                .and_then(|t| SystemTime::try_from(t).ok());
             for conn in conns {
                 conn.deliver_message(room, seq, &frame);
             }
@@ -103,7 +106,7 @@ fn room_event(state: &AppState, room: &str, event: RoomEvent) {
                 "user_id": typing.user_id, "username": typing.username,
             }));
             for conn in conns.iter().filter(|c| c.user_id != typing.user_id) {
-                conn.send_text(frame.clone());
+                conn.send_frame(frame.clone());
             }
         }
         room_event::Event::Read(read) => {
@@ -114,15 +117,15 @@ fn room_event(state: &AppState, room: &str, event: RoomEvent) {
                 .iter()
                 .filter(|c| c.session_id != read.origin_connection_id)
             {
-                conn.send_text(frame.clone());
+                conn.send_frame(frame.clone());
             }
         }
     }
 }
 
-fn send_all(conns: &[Arc<Conn>], frame: &Utf8Bytes) {
+fn send_all(conns: &[Arc<Conn>], frame: &Frame) {
     for conn in conns {
-        conn.send_text(frame.clone());
+        conn.send_frame(frame.clone());
     }
 }
 
@@ -186,7 +189,7 @@ fn presence_changed(state: &AppState, event: PresenceChanged) {
     }));
     for conn in state.hub.in_any_room(&event.room_ids) {
         if conn.user_id != presence.user_id {
-            conn.send_text(frame.clone());
+            conn.send_frame(frame.clone());
         }
     }
 }

@@ -9,12 +9,15 @@ pub mod conn;
 pub mod error;
 pub mod fanout;
 pub mod hub;
+pub mod metrics;
 pub mod state;
 pub mod wire;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use chat_common::Shutdown;
 use chat_common::identity::ServiceAuth;
 use chat_common::pubsub::channels;
@@ -27,18 +30,31 @@ pub use state::AppState;
 use clients::Services;
 use hub::Hub;
 
-/// The HTTP router: `/api/v1`, `/ws`, `/healthz`, `/readyz`.
+/// The HTTP router: `/api/v1`, `/ws`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: AppState) -> Router {
     api::router(state)
 }
 
-/// Serves the gateway on `listener` until `shutdown`, then closes every
-/// socket with 1012 so clients reconnect elsewhere and resume.
+/// How long after the drain window in-flight HTTP requests and the last
+/// sockets' close handshakes (a writer's `close_timeout`, then the wait for
+/// the client's close reply, then the presence call) may take before the
+/// gateway stops anyway. With the default 10 s window the process is gone
+/// within about 22 s, inside the 30 s grace period it is given.
+const WIND_DOWN: Duration = Duration::from_secs(12);
+
+/// Serves the gateway on `listener` until `shutdown`, then drains: from
+/// the signal on `/readyz` answers 503 and upgrades are refused, open
+/// sockets are closed with 1012 (so their clients reconnect elsewhere and
+/// resume) in batches over `limits.drain_window`, while HTTP requests are
+/// still served; then the listener closes, in-flight requests finish and
+/// the sockets complete their close handshakes.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    chat_common::metrics::install();
+    metrics::describe();
     let credential = ServiceAuth::new(config.service_token.clone())?;
     let services = Services::connect(
         &config.auth_addr,
@@ -56,21 +72,83 @@ pub async fn serve(
 
     tracing::info!(addr = %listener.local_addr()?, gateway = %state.config.gateway_id, "gateway listening");
     let app = router(state.clone());
+    let drained = Shutdown::new();
     let stopping = {
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let drained = drained.clone();
         async move {
             shutdown.cancelled().await;
             state.draining.store(true, Ordering::Relaxed);
-            for conn in state.hub.all() {
-                conn.close(conn::close::RESTART);
-            }
+            let window = state.config.limits.drain_window;
+            tracing::info!(
+                connections = state.hub.connection_count(),
+                ?window,
+                "draining"
+            );
+            drain_sockets(&state.hub, window).await;
+            drained.cancel();
         }
     };
-    axum::serve(listener, app.into_make_service())
+    let deadline = async {
+        drained.cancelled().await;
+        tokio::time::sleep(WIND_DOWN).await;
+    };
+    tokio::pin!(deadline);
+    // Frames are small and latency-bound: without TCP_NODELAY, Nagle's
+    // algorithm holds a reply back until the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a client socket");
+        }
+    });
+    let server = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(stopping)
-        .await?;
+        .into_future();
+    tokio::select! {
+        result = server => result?,
+        () = &mut deadline => {
+            tracing::warn!("in-flight HTTP requests outlived the drain; stopping without them");
+            return Ok(());
+        }
+    }
+    state.sockets.close();
+    tokio::select! {
+        () = state.sockets.wait() => tracing::info!("gateway drained"),
+        () = &mut deadline => tracing::warn!("some sockets did not finish closing in time"),
+    }
     Ok(())
+}
+
+/// Closes every open socket with 1012, in batches spread evenly over
+/// `window`: closed all at once, every client of this replica would
+/// reconnect to the others, and resume, in the same instant.
+async fn drain_sockets(hub: &Hub, window: Duration) {
+    /// Batches go out this often, so each stays a small share.
+    const TICK: Duration = Duration::from_millis(100);
+    let close_open = |share_of: usize| {
+        let open: Vec<_> = hub.all().into_iter().filter(|c| !c.is_closing()).collect();
+        // Rounded, so that a few sockets spread over the window too rather
+        // than all going at its start or its end.
+        let batch = (open.len() + share_of / 2) / share_of;
+        for conn in open.into_iter().take(batch) {
+            conn.close(conn::close::RESTART);
+        }
+    };
+    if window.is_zero() {
+        close_open(1);
+        return;
+    }
+    let ticks = u32::try_from(window.as_millis() / TICK.as_millis())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let mut tick = tokio::time::interval(window / ticks);
+    // Each tick closes its share of what is still open, so sockets opened
+    // meanwhile are spread too and the last tick closes the rest.
+    for left in (1..=ticks).rev() {
+        tick.tick().await;
+        close_open(left as usize);
+    }
 }
 
 /// Keeps this gateway's connections alive in presence-service, and

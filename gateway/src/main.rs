@@ -1,5 +1,6 @@
 //! The gateway binary: one replica of the WebSocket and HTTP front door.
 
+use anyhow::Context;
 use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
@@ -46,6 +47,11 @@ struct Args {
     /// presence-service's TTL (a third of it).
     #[arg(long, env = "PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
     presence_heartbeat_ms: u64,
+    /// Seconds over which open sockets are closed (1012) at SIGTERM, in
+    /// batches; keep it well under the orchestrator's grace period (the
+    /// process needs up to about 12 s more).
+    #[arg(long, env = "DRAIN_WINDOW_S", default_value_t = 10.0)]
+    drain_window_s: f64,
     /// Namespace of this deployment's names on shared Redis and RabbitMQ
     /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
@@ -66,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
     let limits = chat_gateway::Limits {
         max_attachment_bytes: args.max_attachment_bytes,
         presence_heartbeat: std::time::Duration::from_millis(args.presence_heartbeat_ms.max(100)),
+        drain_window: std::time::Duration::try_from_secs_f64(args.drain_window_s)
+            .context("DRAIN_WINDOW_S must be a non-negative number of seconds")?,
         ..chat_gateway::Limits::default()
     };
     let config = chat_gateway::Config {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chat_common::token::TokenKeys;
 use chat_proto::presence::v1::SetRoomsRequest;
+use tokio_util::task::TaskTracker;
 
 use crate::clients::Services;
 use crate::config::Config;
@@ -20,6 +21,9 @@ pub struct Inner {
     pub hub: Hub,
     /// Set when shutting down: `/readyz` fails and upgrades are refused.
     pub draining: AtomicBool,
+    /// The tasks of upgraded WebSockets, which the HTTP server no longer
+    /// tracks: shutdown waits for them to finish their close handshake.
+    pub sockets: TaskTracker,
     next_conn_id: AtomicU64,
 }
 
@@ -39,6 +43,7 @@ impl AppState {
             keys,
             hub,
             draining: AtomicBool::new(false),
+            sockets: TaskTracker::new(),
             next_conn_id: AtomicU64::new(1),
         }))
     }

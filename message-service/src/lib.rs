@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod outbox;
 pub mod state;
 pub mod store;
@@ -59,6 +60,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    chat_common::metrics::install();
+    metrics::describe();
     let service_auth =
         ServiceAuth::new(config.service_token.clone()).context("invalid SERVICE_TOKEN")?;
     let (pool, backend) = db::connect(&config.database_url, &MIGRATIONS).await?;
@@ -78,7 +81,10 @@ pub async fn serve(
         clock: Clock::default(),
     });
 
-    let relay_stop = shutdown.child_token();
+    // Not a child of `shutdown`: the relay outlives the gRPC server, so
+    // that events committed by the last in-flight calls are published
+    // before the process exits.
+    let relay_stop = Shutdown::new();
     let relay = outbox::Relay {
         store,
         bus: config.backends.bus.clone(),
@@ -108,6 +114,12 @@ pub async fn serve(
         shutdown,
         routes,
         &[SERVICE_NAME, ADMIN_SERVICE_NAME],
+        // The database only. RabbitMQ is deliberately not a readiness
+        // dependency: a send commits its event to the outbox, which the
+        // relay publishes once RabbitMQ is back, so sends keep working
+        // while it is down. Redis neither: losing it only pauses live
+        // fan-out, which clients recover with `resume`.
+        vec![db::probe(pool.clone())],
     )
     .await;
     relay_stop.cancel();

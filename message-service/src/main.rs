@@ -57,6 +57,10 @@ struct Args {
     /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
     namespace: Namespace,
+    /// Where to serve Prometheus `/metrics` (e.g. `127.0.0.1:9101`);
+    /// unset serves none.
+    #[arg(long, env = "METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -89,5 +93,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let stop = Shutdown::new();
     shutdown::cancel_on_signal(stop.clone());
+    chat_common::metrics::spawn_listener(args.metrics_listen, &stop).await?;
     chat_message_service::serve(config, listener, stop).await
 }

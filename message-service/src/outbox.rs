@@ -1,7 +1,10 @@
 //! The outbox relay: publishes committed outbox rows to the event bus in id
 //! order and deletes each only after the bus accepted it (at-least-once;
 //! consumers de-duplicate on `event_id`). Woken right after commits, polls
-//! every second as a fallback, backs off on bus errors.
+//! every second as a fallback, backs off on bus errors. At shutdown it
+//! makes one last pass, so that the events of the last sends go out now
+//! rather than at the next start. Each pass samples the outbox's backlog
+//! and the age of its oldest row for `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +12,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use chat_common::Shutdown;
 use chat_common::bus::{BusMessage, EventBus};
+use metrics::gauge;
 use tokio::sync::Notify;
 
 use crate::error::Chain;
+use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE};
 use crate::store::Store;
 
 const BATCH: i64 = 100;
 const POLL: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the last pass at shutdown may take: the bus may be down, and
+/// what is left stays in the outbox for the next start.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 pub struct Relay {
     pub store: Arc<dyn Store>,
@@ -26,11 +34,26 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Runs until `shutdown`.
+    /// Runs until `shutdown`, then flushes what is waiting.
     pub async fn run(self, shutdown: Shutdown) {
+        self.relay_until(&shutdown).await;
+        match tokio::time::timeout(FINAL_FLUSH, self.drain()).await {
+            Ok(Ok(())) => tracing::info!("outbox flushed"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "outbox not flushed at shutdown; it is relayed at the next start");
+            }
+            Err(_) => tracing::warn!(
+                "outbox flush timed out at shutdown; the rest is relayed at the next start"
+            ),
+        }
+    }
+
+    async fn relay_until(&self, shutdown: &Shutdown) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.drain().await {
+            let drained = self.drain().await;
+            self.sample().await;
+            match drained {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                     tokio::select! {
@@ -48,6 +71,19 @@ impl Relay {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+    }
+
+    /// Records the backlog gauges. Counted rather than inferred from the
+    /// pass: other replicas' relays drain the same outbox.
+    async fn sample(&self) {
+        match self.store.outbox_stats().await {
+            Ok((rows, oldest)) => {
+                let age_ms = oldest.map_or(0, |created| chat_common::db::now_ms() - created);
+                gauge!(OUTBOX_BACKLOG).set(rows as f64);
+                gauge!(OUTBOX_OLDEST_AGE).set(age_ms.max(0) as f64 / 1000.0);
+            }
+            Err(error) => tracing::debug!(error = %Chain(&error), "cannot sample the outbox"),
         }
     }
 

@@ -126,6 +126,11 @@ impl App {
         }
     }
 
+    /// How many connections the store holds, on every gateway.
+    pub async fn connection_count(&self) -> Result<u64, Error> {
+        Ok(self.store.connection_count().await?)
+    }
+
     /// Expires connections past their TTL; returns how many.
     pub async fn sweep(&self) -> Result<usize, Error> {
         let removals = self.store.sweep(Utc::now()).await?;

@@ -13,6 +13,7 @@ mod app;
 pub mod config;
 pub mod domain;
 mod error;
+pub mod metrics;
 pub mod store;
 mod tasks;
 
@@ -56,6 +57,8 @@ pub async fn serve_with_store(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    chat_common::metrics::install();
+    metrics::describe();
     config
         .validate()
         .context("invalid presence-service configuration")?;
@@ -63,6 +66,16 @@ pub async fn serve_with_store(
         ServiceAuth::new(config.service_token.clone()).context("invalid service token")?;
     let ttl = chrono::TimeDelta::from_std(config.connection_ttl)
         .context("connection_ttl is too large")?;
+    // Every call reads or writes the store; pub/sub and the event bus are
+    // not readiness dependencies: without them live events and
+    // notifications pause and resume, but calls still answer.
+    let probes = vec![chat_common::grpc::Probe::new("presence store", {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        }
+    })];
     let app = Arc::new(app::App::new(store, config.backends.pubsub.clone(), ttl));
 
     // Stops the tasks however this function ends, dropped included.
@@ -106,6 +119,7 @@ pub async fn serve_with_store(
         shutdown,
         routes,
         &[SERVICE_NAME, ADMIN_SERVICE_NAME],
+        probes,
     )
     .await;
 

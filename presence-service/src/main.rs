@@ -45,6 +45,10 @@ struct Args {
     /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
     namespace: Namespace,
+    /// Where to serve Prometheus `/metrics` (e.g. `127.0.0.1:9101`);
+    /// unset serves none.
+    #[arg(long, env = "METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The store named by the arguments: Redis when a URL is given, so that
@@ -92,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
+    chat_common::metrics::spawn_listener(args.metrics_listen, &shutdown).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PRESENCE_LISTEN)", args.listen))?;

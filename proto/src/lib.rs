@@ -31,7 +31,7 @@ mod error;
 mod time;
 
 pub use credentials::AdminCredentials;
-pub use error::{ERROR_CODE_KEY, ErrorCode};
+pub use error::{ERROR_CODE_KEY, ErrorCode, grpc_code_name};
 pub use time::{from_timestamp, to_timestamp};
 
 /// Encoded `FileDescriptorSet` of every chat proto, for gRPC reflection.

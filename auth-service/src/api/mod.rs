@@ -363,7 +363,18 @@ impl AuthApi {
     }
 }
 
-/// Runs CPU-heavy password work off the async threads.
+/// Password hashes computed at once: one per core. Each Argon2 hash takes
+/// about 19 MiB and a core for tens of milliseconds; without a bound, a
+/// burst of logins would start a blocking thread per request, whose
+/// allocator arenas keep that memory (hundreds of MiB were measured after
+/// a burst) while the hashes compete for the same cores anyway.
+static PASSWORD_WORK: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+
+/// Runs CPU-heavy password work off the async threads, [`PASSWORD_WORK`]
+/// at a time.
 async fn blocking<T, E>(
     context: &'static str,
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
@@ -372,6 +383,10 @@ where
     T: Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
+    let _slot = PASSWORD_WORK
+        .acquire()
+        .await
+        .map_err(|e| AuthError::internal(context, e))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| AuthError::internal(context, e))?

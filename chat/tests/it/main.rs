@@ -4,10 +4,12 @@
 mod accounts;
 mod attachments;
 mod bad_input;
+mod browser;
 mod distributed;
 mod dms;
 mod edits;
 mod messaging;
+mod metrics;
 mod moderation;
 mod notifications;
 mod operations;

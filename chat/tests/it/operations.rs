@@ -99,3 +99,44 @@ async fn shutdown_closes_sockets_with_1012() -> anyhow::Result<()> {
     stopping.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_draining_gateway_is_unready_refuses_upgrades_and_still_answers_http()
+-> anyhow::Result<()> {
+    // A window long enough to look at the gateway while it drains.
+    let t = TestSystem::start_with(Deployment::Embedded, |o| {
+        o.gateway_limits.drain_window = std::time::Duration::from_secs(3);
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let mut ws = t.ws(&alice).await?;
+    t.system()?.shutdown_handle().cancel();
+
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    let response = loop {
+        let response = t.http.get(format!("{}/readyz", t.base)).send().await?;
+        if response.status() != 200 || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.json::<serde_json::Value>().await?,
+        json!({"status": "draining"})
+    );
+    match tokio_tungstenite::connect_async(t.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => anyhow::bail!("upgrade while draining: {other:?}"),
+    }
+    // The API still answers while the sockets drain.
+    let (status, _) = t.get("/rooms", Some(&alice.token)).await?;
+    assert_eq!(status, 200);
+
+    assert_eq!(ws.closed().await?, 1012);
+    drop(ws);
+    t.stop().await?;
+    Ok(())
+}

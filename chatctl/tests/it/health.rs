@@ -2,6 +2,24 @@
 
 use crate::support::{TestSystem, closed_addr};
 
+/// `chatctl ... | head` closes the pipe early: chatctl ends quietly, not
+/// with a panic.
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_chatctl_quietly() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    let mut child = sys
+        .chatctl(&["health"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Closed before chatctl has its answers to write.
+    drop(child.stdout.take());
+    let run = child.wait_with_output().await?;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert_eq!(String::from_utf8(run.stderr)?, "");
+    Ok(())
+}
+
 #[tokio::test]
 async fn health_lists_every_grpc_service_as_serving() -> anyhow::Result<()> {
     let sys = TestSystem::start().await?;

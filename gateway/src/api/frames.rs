@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use chat_common::identity::Identity;
 use chat_proto::ErrorCode;
 use chat_proto::message::v1 as msg;
@@ -37,7 +36,7 @@ pub struct Context<'a> {
 pub async fn send_error(conn: &Conn, reference: Option<&Value>, error: &ApiError) {
     let mut frame = json!({"type": "error", "code": error.code.as_str(), "message": error.message});
     with_ref(&mut frame, reference);
-    conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
+    conn.send_waiting(&frame).await;
 }
 
 fn with_ref(frame: &mut Value, reference: Option<&Value>) {
@@ -48,7 +47,7 @@ fn with_ref(frame: &mut Value, reference: Option<&Value>) {
 
 async fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
     with_ref(&mut frame, reference);
-    conn.send_waiting(Utf8Bytes::from(frame.to_string())).await;
+    conn.send_waiting(&frame).await;
 }
 
 /// Handles one text frame to completion (frames of a connection are
@@ -57,6 +56,7 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
     let mut fields = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => {
+            crate::metrics::frame_in_invalid();
             return send_error(
                 ctx.conn,
                 None,
@@ -65,6 +65,7 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
             .await;
         }
         Err(e) => {
+            crate::metrics::frame_in_invalid();
             return send_error(
                 ctx.conn,
                 None,
@@ -77,10 +78,12 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
     let kind = match fields.remove("type") {
         Some(Value::String(kind)) => kind,
         _ => {
+            crate::metrics::frame_in_invalid();
             let error = ApiError::invalid("a frame needs a string \"type\"");
             return send_error(ctx.conn, reference.as_ref(), &error).await;
         }
     };
+    crate::metrics::frame_in(&kind);
     if let Err(error) = dispatch(ctx, &kind, fields, reference.as_ref()).await {
         send_error(ctx.conn, reference.as_ref(), &error).await;
     }
@@ -163,6 +166,7 @@ async fn send(ctx: &Context<'_>, frame: SendFrame, reference: Option<&Value>) ->
         .send_message(request)
         .await?
         .into_inner();
+    metrics::counter!(crate::metrics::SENDS_ACKED).increment(1);
     let message = reply_msg.message.unwrap_or_default();
     reply(
         ctx.conn,
@@ -313,9 +317,7 @@ async fn replay(ctx: &Context<'_>, room: &str, after: i64) -> ApiResult<i64> {
             .into_inner();
         for message in &page.messages {
             let frame = json!({"type": "message", "room": room, "message": wire::message(message)});
-            ctx.conn
-                .send_waiting(Utf8Bytes::from(frame.to_string()))
-                .await;
+            ctx.conn.send_waiting(&frame).await;
             cursor = message.seq;
             sent += 1;
         }
@@ -324,9 +326,7 @@ async fn replay(ctx: &Context<'_>, room: &str, after: i64) -> ApiResult<i64> {
         }
         if sent >= RESUME_LIMIT {
             let frame = json!({"type": "resume_truncated", "room": room, "next_seq": cursor + 1});
-            ctx.conn
-                .send_waiting(Utf8Bytes::from(frame.to_string()))
-                .await;
+            ctx.conn.send_waiting(&frame).await;
             return Ok(cursor);
         }
     }

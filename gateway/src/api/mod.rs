@@ -2,6 +2,7 @@
 
 mod frames;
 mod http;
+mod web;
 mod ws;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -24,6 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // The whole process's registry: in the embedded `chat` process the
+        // services' series too.
+        .route("/metrics", get(chat_common::metrics::scrape))
+        .merge(web::router())
         .with_state(state)
 }
 

@@ -4,7 +4,7 @@
 //! connection's bounded queue.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -20,8 +20,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::frames;
-use crate::conn::{Conn, close, close_reason};
+use crate::conn::{Conn, Outbound, close, close_reason};
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 use crate::wire;
 
@@ -49,12 +50,13 @@ pub async fn upgrade(
     }
     let header_token = super::bearer(&headers).map(str::to_owned);
     let limits = &state.config.limits;
+    let sockets = state.sockets.clone();
     ws.max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
-        .on_upgrade(move |socket| run(state, socket, header_token))
+        .on_upgrade(move |socket| sockets.track_future(run(state, socket, header_token)))
 }
 
 /// A browser's `Origin` must name the host it connects to (or be allowed
@@ -76,27 +78,54 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
+/// One socket in the metrics, from upgrade to the end of its close
+/// handshake: the open-connections gauge while it lives, and a disconnect
+/// with its close code when it ends (however it ends).
+struct Tracked {
+    code: u16,
+}
+
+impl Tracked {
+    fn open() -> Tracked {
+        ::metrics::gauge!(metrics::CONNECTIONS).increment(1);
+        ::metrics::counter!(metrics::CONNECTS).increment(1);
+        Tracked {
+            code: close::NORMAL,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        ::metrics::gauge!(metrics::CONNECTIONS).decrement(1);
+        ::metrics::counter!(metrics::DISCONNECTS, "code" => self.code.to_string()).increment(1);
+    }
+}
+
 async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
+    let mut tracked = Tracked::open();
+    tracked.code = serve_socket(state, socket, header_token).await;
+}
+
+/// Serves one socket to its end; returns the code it was closed with.
+async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<String>) -> u16 {
     let (sink, mut stream) = socket.split();
     let claims = match header_token {
         Some(token) => super::verify(&state, &token).ok(),
         None => first_frame_auth(&state, &mut stream).await,
     };
     let Some(claims) = claims else {
-        close_now(sink, stream, close::UNAUTHORIZED).await;
-        return;
+        return close_now(sink, stream, close::UNAUTHORIZED).await;
     };
     let identity = claims.identity();
 
     let user = match super::http::get_user(&state, &claims.sub).await {
         Ok(user) if user.disabled => {
-            close_now(sink, stream, close::FORBIDDEN).await;
-            return;
+            return close_now(sink, stream, close::FORBIDDEN).await;
         }
         Ok(user) => user,
         Err(e) => {
-            close_now(sink, stream, setup_failure_code(&e)).await;
-            return;
+            return close_now(sink, stream, setup_failure_code(&e)).await;
         }
     };
     let my_rooms = match state
@@ -108,8 +137,7 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
     {
         Ok(reply) => reply.into_inner().rooms,
         Err(status) => {
-            close_now(sink, stream, setup_failure_code(&ApiError::from(status))).await;
-            return;
+            return close_now(sink, stream, setup_failure_code(&ApiError::from(status))).await;
         }
     };
     let room_ids: Vec<String> = my_rooms
@@ -172,6 +200,11 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
         "notifications": notifications,
     }));
     state.hub.register(conn.clone(), &room_ids).await;
+    if state.is_draining() {
+        // Upgraded before the drain began, registered after its sweep may
+        // have passed: nothing else would close it.
+        conn.close(close::RESTART);
+    }
     tracing::debug!(session = %conn.session_id, user = %claims.sub, "connection ready");
 
     read_loop(&state, &conn, &claims, &mut stream).await;
@@ -192,8 +225,10 @@ async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
     }
     // Make sure the writer finishes (sending a close frame if one is due).
     conn.close(close::NORMAL);
+    let code = conn.close_code();
     drop(conn);
     let _ = writer.await;
+    code
 }
 
 /// Services down at connect: tell the client to come back later.
@@ -233,8 +268,8 @@ async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Option<Claim
     super::verify(state, &frame.token).ok()
 }
 
-/// Closes a connection that never became ready.
-async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) {
+/// Closes a connection that never became ready; returns `code`.
+async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) -> u16 {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(close_reason(code)),
@@ -245,6 +280,7 @@ async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) {
         })
         .await;
     }
+    code
 }
 
 /// Writes queued frames in batches until the connection closes, then the
@@ -254,19 +290,19 @@ async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) {
 /// gets `close_timeout` to go out before the socket is dropped.
 async fn write_loop(
     mut sink: Sink,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Outbound>,
     conn: Arc<Conn>,
     close_timeout: Duration,
 ) {
     let writing = async {
         while let Some(first) = rx.recv().await {
-            if sink.feed(first).await.is_err() {
+            if write(&mut sink, first).await.is_err() {
                 return;
             }
             let mut batch = 1;
             while batch < WRITE_BATCH {
                 let Ok(frame) = rx.try_recv() else { break };
-                if sink.feed(frame).await.is_err() {
+                if write(&mut sink, frame).await.is_err() {
                     return;
                 }
                 batch += 1;
@@ -287,6 +323,24 @@ async fn write_loop(
         reason: Utf8Bytes::from_static(close_reason(code)),
     };
     let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// Feeds one queued item to the socket and counts it. The socket has no
+/// write buffer (`write_buffer_size(0)`), so a fed frame has been written
+/// to the connection: that is where the fan-out latency ends.
+async fn write(sink: &mut Sink, item: Outbound) -> Result<(), axum::Error> {
+    let (message, kind, committed_at) = match item {
+        Outbound::Frame(frame) => (Message::Text(frame.text), frame.kind, frame.committed_at),
+        Outbound::Ping => (Message::Ping(bytes::Bytes::new()), "ping", None),
+    };
+    sink.feed(message).await?;
+    ::metrics::counter!(metrics::FRAMES_OUT, "type" => kind).increment(1);
+    // A clock behind the committing service's gives no latency, not a
+    // negative one.
+    if let Some(latency) = committed_at.and_then(|t| SystemTime::now().duration_since(t).ok()) {
+        ::metrics::histogram!(metrics::FANOUT_LATENCY).record(latency);
+    }
+    Ok(())
 }
 
 /// Token bucket for incoming frames, plus the count of rejections that
@@ -358,13 +412,17 @@ async fn read_loop(state: &AppState, conn: &Arc<Conn>, claims: &Claims, stream: 
                     Some(Ok(Message::Text(text))) => {
                         if limiter.allow() {
                             frames::handle(&ctx, text.as_str()).await;
-                        } else if limiter.reject(limits.abuse_window, limits.abuse_rejections) {
-                            conn.close(close::POLICY);
                         } else {
-                            frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down")).await;
+                            ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
+                            if limiter.reject(limits.abuse_window, limits.abuse_rejections) {
+                                conn.close(close::POLICY);
+                            } else {
+                                frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down")).await;
+                            }
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
+                        metrics::frame_in_invalid();
                         frames::send_error(conn, None, &ApiError::invalid("binary frames are not supported; send JSON text")).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -387,7 +445,7 @@ async fn read_loop(state: &AppState, conn: &Arc<Conn>, claims: &Claims, stream: 
                     drain(stream).await;
                     return;
                 }
-                conn.send(Message::Ping(bytes::Bytes::new()));
+                conn.send(Outbound::Ping);
             }
             () = conn.closed() => {
                 drain(stream).await;

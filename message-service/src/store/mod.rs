@@ -102,6 +102,10 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_batch(&self, limit: i64) -> Result<Vec<OutboxRow>, Error>;
 
     async fn outbox_delete(&self, id: i64) -> Result<(), Error>;
+
+    /// The outbox's backlog: how many rows wait, and the `created_at` of
+    /// the oldest (`None` when empty).
+    async fn outbox_stats(&self) -> Result<(i64, Option<i64>), Error>;
 }
 
 /// One transaction. Dropping it without [`StoreTx::commit`] rolls back.

@@ -188,6 +188,13 @@ impl Store for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn outbox_stats(&self) -> Result<(i64, Option<i64>), Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@ mod attachments;
 mod direct;
 mod edit_delete;
 mod history;
+mod metrics;
 mod moderation;
 mod outbox;
 mod reads;

@@ -106,6 +106,10 @@ impl Inner {
 
 #[async_trait]
 impl PresenceStore for MemoryStore {
+    async fn connection_count(&self) -> Result<u64, StoreError> {
+        Ok(self.inner().connections.len() as u64)
+    }
+
     async fn add_connection(
         &self,
         connection: Connection,

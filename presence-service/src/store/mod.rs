@@ -152,4 +152,14 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Gives up a claim after failing to process the event, so that its
     /// redelivery is processed.
     async fn release_event(&self, event_id: &str) -> Result<(), StoreError>;
+
+    /// How many connections are registered (expired ones until swept),
+    /// on every gateway: the presence-connections gauge.
+    async fn connection_count(&self) -> Result<u64, StoreError>;
+
+    /// Checks that the store's server answers (the health probe). A store
+    /// held in this process always does.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -436,6 +436,23 @@ impl RedisStore {
 
 #[async_trait]
 impl PresenceStore for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        ::redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn connection_count(&self) -> Result<u64, StoreError> {
+        // One expiry entry per connection: O(1), unlike counting the keys.
+        ::redis::cmd("ZCARD")
+            .arg(self.keys.expiry())
+            .query_async::<u64>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn add_connection(
         &self,
         connection: Connection,

@@ -1,5 +1,6 @@
 //! Expires connections whose gateway stopped sending heartbeats, so a dead
 //! gateway's users go offline without anyone calling `RemoveConnection`.
+//! Each tick also samples the connections gauge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,10 @@ pub(crate) async fn run(app: Arc<App>, interval: Duration, shutdown: Shutdown) {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "expired connections removed"),
             Err(error) => tracing::warn!(%error, "sweep failed, retrying at the next tick"),
+        }
+        match app.connection_count().await {
+            Ok(count) => metrics::gauge!(crate::metrics::CONNECTIONS).set(count as f64),
+            Err(error) => tracing::debug!(%error, "cannot count connections"),
         }
     }
 }
