@@ -562,22 +562,23 @@ async fn drain_scenario(cluster: &Cluster) -> anyhow::Result<()> {
     g1.join(&carol, &room).await?;
     let mut watcher = g1.ws(&carol).await?;
 
-    // Sockets on gateway 3: alice sends all along, bob and carol listen.
-    let mut sockets = Vec::new();
-    sockets.push(tokio::spawn(until_closed(
-        g3.ws(&alice).await?,
-        room.clone(),
-        Some("a".to_owned()),
-    )));
+    // Sockets on gateway 3: bob and carol listen, and alice, once they are
+    // all connected (so each hears every message from seq 1), sends all
+    // along.
+    let mut listener_sockets = Vec::new();
     let mut listeners = Vec::new();
     for i in 0..6 {
         let user = if i % 2 == 0 { &bob } else { &carol };
         listeners.push(user);
-        sockets.push(tokio::spawn(until_closed(
-            g3.ws(user).await?,
-            room.clone(),
-            None,
-        )));
+        listener_sockets.push(g3.ws(user).await?);
+    }
+    let mut sockets = vec![tokio::spawn(until_closed(
+        g3.ws(&alice).await?,
+        room.clone(),
+        Some("a".to_owned()),
+    ))];
+    for socket in listener_sockets {
+        sockets.push(tokio::spawn(until_closed(socket, room.clone(), None)));
     }
     // Some traffic before the signal, more during the drain.
     let before = message_seqs(&mut watcher, 5).await?;
@@ -712,12 +713,12 @@ async fn auth_service_health_follows_its_database() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let config = chat_auth_service::Config {
-        database_url: format!("postgres://postgres@127.0.0.1:5432/{database}"),
-        jwt_secret: chat_common::Secret::generate(),
-        service_token: chat_common::Secret::generate(),
-        access_token_ttl_s: 900,
         refresh_token_ttl_s: 3600,
-        admin_usernames: Vec::new(),
+        ..chat_auth_service::Config::new(
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            chat_common::Secret::generate(),
+            chat_common::Secret::generate(),
+        )
     };
     let shutdown = chat_common::Shutdown::new();
     let server = tokio::spawn(chat_auth_service::serve(config, listener, shutdown.clone()));
