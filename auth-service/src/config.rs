@@ -2,10 +2,13 @@
 //! variables; tests and the all-in-one binary build it directly.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chat_common::Secret;
+use chat_common::pubsub::{InProcessPubSub, PubSub};
 
 use crate::domain::Username;
+use crate::throttle::ThrottleConfig;
 
 pub const DEFAULT_ACCESS_TOKEN_TTL_S: i64 = 15 * 60;
 pub const DEFAULT_REFRESH_TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
@@ -23,6 +26,11 @@ pub struct Config {
     /// Accounts that get the admin role when registered and at start-up if
     /// they exist: how a deployment gets its first admin.
     pub admin_usernames: Vec<String>,
+    /// Failed-login limits per account and per client address.
+    pub login_throttle: ThrottleConfig,
+    /// Where `disconnect` user events go when a user is disabled or changes
+    /// their password, so every gateway closes the user's sockets at once.
+    pub pubsub: Arc<dyn PubSub>,
 }
 
 impl Config {
@@ -39,6 +47,10 @@ impl Config {
             access_token_ttl_s: DEFAULT_ACCESS_TOKEN_TTL_S,
             refresh_token_ttl_s: DEFAULT_REFRESH_TOKEN_TTL_S,
             admin_usernames: Vec::new(),
+            login_throttle: ThrottleConfig::default(),
+            // Reaches no gateway: a deployment sets the one its gateways
+            // subscribe to; without it only their re-validation applies.
+            pubsub: Arc::new(InProcessPubSub::new()),
         }
     }
 
@@ -76,6 +88,10 @@ impl Config {
             !self.service_token.expose().is_empty(),
             "SERVICE_TOKEN must not be empty"
         );
+        anyhow::ensure!(
+            !self.login_throttle.window.is_zero(),
+            "LOGIN_THROTTLE_WINDOW_S must be positive"
+        );
         self.admin_usernames()?;
         Ok(())
     }
@@ -90,7 +106,8 @@ impl fmt::Debug for Config {
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
             .field("admin_usernames", &self.admin_usernames)
-            .finish()
+            .field("login_throttle", &self.login_throttle)
+            .finish_non_exhaustive()
     }
 }
 

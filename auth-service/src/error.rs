@@ -29,6 +29,10 @@ pub enum AuthError {
     UnknownActingUser,
     #[error("account disabled")]
     Disabled,
+    /// Too many failed logins for the account or from the address; says
+    /// nothing about whether the account exists.
+    #[error("too many failed logins, try again later")]
+    LoginThrottled,
     /// An admin call without `authorization: Bearer <token>`.
     #[error("{}", chat_common::admin::NO_BEARER)]
     NoBearer,
@@ -83,6 +87,7 @@ impl AuthError {
                 ErrorCode::Forbidden
             }
             AuthError::UserNotFound => ErrorCode::NotFound,
+            AuthError::LoginThrottled => ErrorCode::RateLimited,
             AuthError::Store(_) | AuthError::Internal { .. } => ErrorCode::Internal,
         }
     }

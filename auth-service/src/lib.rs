@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod state;
 pub mod store;
+pub mod throttle;
 
 use std::sync::Arc;
 

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use chat_auth_service::Config;
-use chat_common::{Secret, Shutdown};
+use chat_auth_service::throttle::ThrottleConfig;
+use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
 const DEV_JWT_SECRET: &str = "insecure-dev-jwt-secret";
@@ -47,6 +48,28 @@ struct Args {
     /// gateway is reachable: whoever takes a listed name first is an admin.
     #[arg(long, env = "ADMIN_USERNAMES", value_delimiter = ',')]
     admin_usernames: Vec<String>,
+    /// Failed logins per account name within the throttle window after
+    /// which its logins are refused (429) until the window ends; 0: off.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = chat_auth_service::throttle::DEFAULT_MAX_FAILURES_PER_ACCOUNT)]
+    login_max_failures_per_account: u32,
+    /// Failed logins per client address (as the gateway reports it) within
+    /// the throttle window after which its logins are refused; 0: off.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDR", default_value_t = chat_auth_service::throttle::DEFAULT_MAX_FAILURES_PER_ADDR)]
+    login_max_failures_per_addr: u32,
+    /// Seconds from an account's or address's first failed login during
+    /// which its failures count (and its lockout lasts).
+    #[arg(long, env = "LOGIN_THROTTLE_WINDOW_S", default_value_t = chat_auth_service::throttle::DEFAULT_WINDOW.as_secs())]
+    login_throttle_window_s: u64,
+    /// Redis for publishing `disconnect` events to the gateways
+    /// (`redis://host:6379`, or a comma-separated Redis Cluster node list);
+    /// unset: none are published, and disabled users' sockets close only at
+    /// the gateways' next re-validation.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Namespace of this deployment's names on a shared Redis (a-z, 0-9,
+    /// '_', '-'); the same on every process of it.
+    #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
+    namespace: Namespace,
     /// Where to serve Prometheus `/metrics` (e.g. `127.0.0.1:9101`);
     /// unset serves none.
     #[arg(long, env = "METRICS_LISTEN")]
@@ -56,7 +79,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    chat_common::telemetry::init("auth-service");
+    let telemetry = chat_common::telemetry::init("auth-service");
 
     if args.jwt_secret.expose() == DEV_JWT_SECRET {
         tracing::warn!(
@@ -69,6 +92,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    if args.redis_url.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(
+            "REDIS_URL is not set: disabling a user closes their sockets only at the gateways' next re-validation"
+        );
+    }
+    let pubsub = Backends::connect(args.redis_url.as_deref(), None, &args.namespace)
+        .await?
+        .pubsub;
     let config = Config {
         database_url: args.database_url,
         jwt_secret: args.jwt_secret,
@@ -76,6 +107,12 @@ async fn main() -> anyhow::Result<()> {
         access_token_ttl_s: args.access_token_ttl_s,
         refresh_token_ttl_s: args.refresh_token_ttl_s,
         admin_usernames: args.admin_usernames,
+        login_throttle: ThrottleConfig {
+            max_failures_per_account: args.login_max_failures_per_account,
+            max_failures_per_addr: args.login_max_failures_per_addr,
+            window: std::time::Duration::from_secs(args.login_throttle_window_s),
+        },
+        pubsub,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -84,5 +121,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
     chat_common::metrics::spawn_listener(args.metrics_listen, &shutdown).await?;
-    chat_auth_service::serve(config, listener, shutdown).await
+    let result = chat_auth_service::serve(config, listener, shutdown).await;
+    // Whatever ended the process, the spans of its last moments go out.
+    telemetry.shutdown().await;
+    result
 }

@@ -3,12 +3,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use chat_common::pubsub::PubSub;
 use chat_common::token::TokenKeys;
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::domain::{PasswordHash, Username};
 use crate::store::UserStore;
+use crate::throttle::LoginThrottle;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +23,8 @@ pub struct AppState {
     pub dummy_hash: Arc<OnceCell<PasswordHash>>,
     /// `ADMIN_USERNAMES`: registering one of these names makes an admin.
     pub admin_usernames: Arc<HashSet<Username>>,
+    pub login_throttle: Arc<LoginThrottle>,
+    pub pubsub: Arc<dyn PubSub>,
 }
 
 impl AppState {
@@ -33,6 +37,8 @@ impl AppState {
             refresh_token_ttl_s: config.refresh_token_ttl_s,
             dummy_hash: Arc::new(OnceCell::new()),
             admin_usernames: Arc::new(config.admin_usernames()?.into_iter().collect()),
+            login_throttle: Arc::new(LoginThrottle::new(config.login_throttle)),
+            pubsub: config.pubsub.clone(),
         })
     }
 }

@@ -45,6 +45,8 @@ pub struct Options {
     pub namespace: Namespace,
     /// Accounts that are admins (auth-service's `ADMIN_USERNAMES`).
     pub admin_usernames: Vec<String>,
+    /// auth-service's failed-login limits.
+    pub login_throttle: chat_auth_service::throttle::ThrottleConfig,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             message_database_url: None,
             namespace: Namespace::none(),
             admin_usernames: Vec::new(),
+            login_throttle: chat_auth_service::throttle::ThrottleConfig::default(),
         }
     }
 }
@@ -152,15 +155,19 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
     let services_shutdown = Shutdown::new();
     let mut tasks = JoinSet::new();
     let auth = chat_auth_service::Config {
-        database_url: options
-            .auth_database_url
-            .clone()
-            .unwrap_or_else(|| sqlite_url(&options.data_dir, "auth.db")),
-        jwt_secret: jwt_secret.clone(),
-        service_token: service_token.clone(),
         access_token_ttl_s: 900,
         refresh_token_ttl_s: 30 * 24 * 3600,
         admin_usernames: options.admin_usernames.clone(),
+        login_throttle: options.login_throttle,
+        pubsub: backends.pubsub.clone(),
+        ..chat_auth_service::Config::new(
+            options
+                .auth_database_url
+                .clone()
+                .unwrap_or_else(|| sqlite_url(&options.data_dir, "auth.db")),
+            jwt_secret.clone(),
+            service_token.clone(),
+        )
     };
     tasks.spawn(chat_auth_service::serve(
         auth,
@@ -209,6 +216,7 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         service_token: service_token.clone(),
         backends,
         allowed_origins: Vec::new(),
+        trust_forwarded_for: false,
         limits: options.gateway_limits.clone(),
     };
     let gateway = chat_gateway::serve(gateway, gateway_listener, shutdown.clone());

@@ -50,7 +50,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    chat_common::telemetry::init("chat");
+    let telemetry = chat_common::telemetry::init("chat");
     let args = Args::parse();
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
@@ -83,5 +83,8 @@ async fn main() -> anyhow::Result<()> {
         args.data_dir.join("service-token").display()
     );
     println!("Ctrl-C to stop.");
-    system.wait().await
+    let result = system.wait().await;
+    // Whatever ended the process, the spans of its last moments go out.
+    telemetry.shutdown().await;
+    result
 }

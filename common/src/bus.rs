@@ -24,6 +24,10 @@ pub struct BusMessage {
     pub routing_key: String,
     /// Unique per event; the de-duplication key.
     pub event_id: String,
+    /// The W3C trace context of the publishing span (an AMQP header on
+    /// RabbitMQ), so the consumer's span joins the trace of the action
+    /// that caused the event.
+    pub traceparent: Option<String>,
     /// An encoded `chat.events.v1.ChatEvent`.
     pub payload: Bytes,
 }

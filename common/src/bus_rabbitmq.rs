@@ -34,6 +34,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::bus::{Acker, BusError, BusMessage, Delivery, EXCHANGE, EventBus, SCHEMA_VERSION};
 use crate::namespace::Namespace;
+use crate::trace_context::TRACEPARENT;
 
 /// Upper bound on every wait for the broker (connecting, declaring, a
 /// publisher confirm): a broker that accepts TCP but never answers must not
@@ -212,6 +213,12 @@ impl RabbitBus {
             EVENT_ID_HEADER.into(),
             AMQPValue::LongString(LongString::from(message.event_id.as_bytes().to_vec())),
         );
+        if let Some(traceparent) = &message.traceparent {
+            headers.insert(
+                TRACEPARENT.into(),
+                AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())),
+            );
+        }
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_message_id(event_id)
@@ -435,6 +442,7 @@ impl Subscription {
             let message = BusMessage {
                 routing_key: delivery.routing_key.to_string(),
                 event_id,
+                traceparent: header(&delivery.properties, TRACEPARENT),
                 payload: Bytes::from(delivery.data),
             };
             let acker = RabbitAcker {
@@ -502,17 +510,18 @@ fn event_id_of(properties: &BasicProperties) -> Option<String> {
     {
         return Some(id.to_string());
     }
-    let value = properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(EVENT_ID_HEADER)?;
-    let id = match value {
+    header(properties, EVENT_ID_HEADER)
+}
+
+/// A non-empty string header of a delivery.
+fn header(properties: &BasicProperties, name: &str) -> Option<String> {
+    let value = properties.headers().as_ref()?.inner().get(name)?;
+    let text = match value {
         AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok()?,
         AMQPValue::ShortString(s) => s.to_string(),
         _ => return None,
     };
-    (!id.is_empty()).then_some(id)
+    (!text.is_empty()).then_some(text)
 }
 
 /// Connects and declares `exchange`, all within [`BROKER_TIMEOUT`].

@@ -89,6 +89,7 @@ pub async fn serve(
     crate::metrics::install();
     tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer::server())
+        .layer(crate::trace_context::TraceContextLayer)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
         .await?;

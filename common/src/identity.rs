@@ -7,6 +7,8 @@
 //! - `x-user-id`, `x-username`: the acting user (ASCII by construction).
 //! - `x-display-name-bin`: the acting user's display name, UTF-8 as binary
 //!   metadata since gRPC text metadata is ASCII only.
+//! - `x-client-addr`: the address of the end user's client as the gateway
+//!   saw it, on calls whose abuse is counted per address (login).
 
 use chat_proto::ErrorCode;
 use chat_proto::credentials::SERVICE_TOKEN_KEY;
@@ -19,6 +21,26 @@ use crate::Secret;
 const USER_ID: &str = "x-user-id";
 const USERNAME: &str = "x-username";
 const DISPLAY_NAME: &str = "x-display-name-bin";
+const CLIENT_ADDR: &str = "x-client-addr";
+
+/// Puts the end user's client address on an outgoing call; an address that
+/// is not ASCII metadata (never an IP address) is left out.
+pub fn write_client_addr(metadata: &mut MetadataMap, addr: &str) {
+    if let Ok(value) = AsciiMetadataValue::try_from(addr) {
+        metadata.insert(CLIENT_ADDR, value);
+    }
+}
+
+/// The end user's client address of an incoming call, if the caller gave
+/// one. Trusted as given, like the acting user: only holders of the
+/// service credential can call.
+pub fn client_addr(metadata: &MetadataMap) -> Option<&str> {
+    metadata
+        .get(CLIENT_ADDR)?
+        .to_str()
+        .ok()
+        .filter(|a| !a.is_empty())
+}
 
 /// The end user on whose behalf an internal call is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +137,9 @@ impl tonic::service::Interceptor for ServiceAuth {
         request
             .metadata_mut()
             .insert(SERVICE_TOKEN_KEY, self.header.clone());
+        // Every internal call passes here, so this is where the caller's
+        // trace context joins the call.
+        crate::trace_context::inject(request.metadata_mut());
         Ok(request)
     }
 }
@@ -154,6 +179,14 @@ mod tests {
     fn identity_round_trips_through_metadata() {
         let request = identity().request(());
         assert_eq!(Identity::from_request(&request).ok(), Some(identity()));
+    }
+
+    #[test]
+    fn client_addr_round_trips_through_metadata() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(client_addr(&metadata), None);
+        write_client_addr(&mut metadata, "2001:db8::1");
+        assert_eq!(client_addr(&metadata), Some("2001:db8::1"));
     }
 
     #[test]

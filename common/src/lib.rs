@@ -1,5 +1,6 @@
 //! Shared plumbing of the chat services. Holds no domain logic: shutdown,
-//! telemetry, Prometheus metrics, configuration helpers, gRPC serving with
+//! telemetry and trace-context propagation, Prometheus metrics,
+//! configuration helpers, gRPC serving with
 //! health and reflection, internal-call identity, access tokens, the SQL
 //! connection helper, and the pub/sub and event-bus ports with their
 //! backends.
@@ -19,6 +20,7 @@ pub mod pubsub_redis;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
+pub mod trace_context;
 
 pub use backends::Backends;
 pub use config::Secret;

@@ -251,7 +251,7 @@ where
 }
 
 /// `/pkg.Service/Method` into its two names.
-fn split_path(path: &str) -> (&str, &str) {
+pub(crate) fn split_path(path: &str) -> (&str, &str) {
     path.trim_start_matches('/')
         .split_once('/')
         .unwrap_or(("unknown", "unknown"))

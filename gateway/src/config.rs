@@ -17,6 +17,12 @@ pub struct Config {
     /// Extra origins allowed to open WebSockets besides the gateway's own
     /// host; `*` allows any.
     pub allowed_origins: Vec<String>,
+    /// Whether a client's address is the last `X-Forwarded-For` entry
+    /// (appended by the trusted proxy in front) instead of the socket's
+    /// peer. Only for a gateway reachable solely through such a proxy:
+    /// otherwise clients would choose their own address and escape the
+    /// per-address login throttle.
+    pub trust_forwarded_for: bool,
     pub limits: Limits,
 }
 
@@ -45,6 +51,10 @@ pub struct Limits {
     /// over this long, so their clients reconnect to the other replicas
     /// gradually instead of all in the same instant.
     pub drain_window: Duration,
+    /// How often the users of open sockets are looked up again, closing
+    /// those of disabled users (4003): the safety net behind the
+    /// `disconnect` events, which pub/sub may lose.
+    pub revalidate_interval: Duration,
 }
 
 impl Default for Limits {
@@ -63,6 +73,7 @@ impl Default for Limits {
             max_attachment_bytes: 10 * 1024 * 1024,
             presence_heartbeat: Duration::from_secs(10),
             drain_window: Duration::from_secs(10),
+            revalidate_interval: Duration::from_secs(30),
         }
     }
 }

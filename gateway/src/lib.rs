@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod state;
 pub mod wire;
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use axum::serve::ListenerExt;
 use chat_common::Shutdown;
 use chat_common::identity::ServiceAuth;
 use chat_common::pubsub::channels;
+use chat_proto::auth::v1::GetUsersRequest;
 use chat_proto::presence::v1::{AddConnectionRequest, HeartbeatRequest};
 use tokio::net::TcpListener;
 
@@ -69,6 +71,7 @@ pub async fn serve(
 
     tokio::spawn(fanout::run(state.clone(), events));
     tokio::spawn(heartbeat(state.clone(), shutdown.clone()));
+    tokio::spawn(revalidate(state.clone(), shutdown.clone()));
 
     tracing::info!(addr = %listener.local_addr()?, gateway = %state.config.gateway_id, "gateway listening");
     let app = router(state.clone());
@@ -102,9 +105,13 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY on a client socket");
         }
     });
-    let server = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(stopping)
-        .into_future();
+    // The peer address is the client's address for the login throttle.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopping)
+    .into_future();
     tokio::select! {
         result = server => result?,
         () = &mut deadline => {
@@ -148,6 +155,56 @@ async fn drain_sockets(hub: &Hub, window: Duration) {
     for left in (1..=ticks).rev() {
         tick.tick().await;
         close_open(left as usize);
+    }
+}
+
+/// Users per `GetUsers` call: auth-service's limit.
+const REVALIDATE_BATCH: usize = 1000;
+
+/// Every `revalidate_interval`, looks up the users of this gateway's
+/// sockets and closes those of disabled users with 4003 and of users that
+/// no longer exist with 4001. auth-service's `disconnect` events do this at
+/// once; this catches the ones pub/sub lost (it is at-most-once). While
+/// auth-service cannot answer, sockets stay open: an outage must not sign
+/// every user out.
+async fn revalidate(state: AppState, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(state.config.limits.revalidate_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Sockets were just checked at their handshake.
+    tick.reset();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let mut user_ids: Vec<String> = state.hub.all().iter().map(|c| c.user_id.clone()).collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        for batch in user_ids.chunks(REVALIDATE_BATCH) {
+            let request = GetUsersRequest {
+                user_ids: batch.to_vec(),
+            };
+            let users = match state.services.auth.clone().get_users(request).await {
+                Ok(reply) => reply.into_inner().users,
+                Err(status) => {
+                    tracing::warn!(%status, "cannot re-validate connected users");
+                    break;
+                }
+            };
+            let disabled: std::collections::HashMap<&str, bool> =
+                users.iter().map(|u| (u.id.as_str(), u.disabled)).collect();
+            for user_id in batch {
+                let code = match disabled.get(user_id.as_str()) {
+                    Some(false) => continue,
+                    Some(true) => conn::close::FORBIDDEN,
+                    None => conn::close::UNAUTHORIZED,
+                };
+                for conn in state.hub.of_user(user_id) {
+                    tracing::info!(user_id = %user_id, code, "closing the socket of a user no longer allowed");
+                    conn.close(code);
+                }
+            }
+        }
     }
 }
 

@@ -36,6 +36,11 @@ struct Args {
     /// gateway's own; `*` allows any.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
+    /// Take a client's address from the last `X-Forwarded-For` entry, as
+    /// set by the proxy in front; only when every request passes through
+    /// that proxy (else clients pick their own address).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    trust_forwarded_for: bool,
     #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_attachment_bytes: u64,
     /// Redis for pub/sub (`redis://host:6379`, or a comma-separated list
@@ -52,6 +57,11 @@ struct Args {
     /// process needs up to about 12 s more).
     #[arg(long, env = "DRAIN_WINDOW_S", default_value_t = 10.0)]
     drain_window_s: f64,
+    /// Seconds between re-validations of connected users: sockets of users
+    /// disabled meanwhile close (4003) at the latest after this long, even
+    /// if the `disconnect` event was lost.
+    #[arg(long, env = "REVALIDATE_INTERVAL_S", default_value_t = 30.0)]
+    revalidate_interval_s: f64,
     /// Namespace of this deployment's names on shared Redis and RabbitMQ
     /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
@@ -60,7 +70,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    chat_common::telemetry::init("gateway");
+    let telemetry = chat_common::telemetry::init("gateway");
     let args = Args::parse();
     if args.jwt_secret.expose() == "insecure-dev-jwt-secret"
         || args.service_token.expose() == "insecure-dev-service-token"
@@ -74,6 +84,10 @@ async fn main() -> anyhow::Result<()> {
         presence_heartbeat: std::time::Duration::from_millis(args.presence_heartbeat_ms.max(100)),
         drain_window: std::time::Duration::try_from_secs_f64(args.drain_window_s)
             .context("DRAIN_WINDOW_S must be a non-negative number of seconds")?,
+        revalidate_interval: std::time::Duration::try_from_secs_f64(args.revalidate_interval_s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("REVALIDATE_INTERVAL_S must be a positive number of seconds")?,
         ..chat_gateway::Limits::default()
     };
     let config = chat_gateway::Config {
@@ -87,10 +101,14 @@ async fn main() -> anyhow::Result<()> {
         service_token: args.service_token,
         backends: Backends::connect(args.redis_url.as_deref(), None, &args.namespace).await?,
         allowed_origins: args.allowed_origins,
+        trust_forwarded_for: args.trust_forwarded_for,
         limits,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());
-    chat_gateway::serve(config, listener, shutdown).await
+    let result = chat_gateway::serve(config, listener, shutdown).await;
+    // Whatever ended the process, the spans of its last moments go out.
+    telemetry.shutdown().await;
+    result
 }

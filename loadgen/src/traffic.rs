@@ -233,6 +233,17 @@ impl Sending {
     fn stopped_sending(&self) -> bool {
         self.next >= self.plan.messages || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
+
+    /// Starts the send clock of a phase that started at `at`.
+    fn arm(&mut self, at: Instant, interval: Duration, duration: Duration) {
+        // A random phase per sender, so that senders do not all send in the
+        // same instant of every period.
+        let offset = interval.mul_f64(rand::random::<f64>());
+        let mut ticker = tokio::time::interval_at(at + offset, interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        self.ticker = Some(ticker);
+        self.deadline = Some(at + duration);
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // One task's whole context; a struct would only rename it.
@@ -263,7 +274,15 @@ async fn member_loop(
         done: false,
     });
     let mut last_seq: HashMap<String, u64> = HashMap::new();
-    let mut started = start.borrow().is_some();
+    // A member whose task runs only after the start signal (a busy
+    // machine) must still be armed: `start.changed()` will not fire again.
+    let mut started = false;
+    if let Some(at) = *start.borrow_and_update() {
+        started = true;
+        if let Some(s) = sending.as_mut() {
+            s.arm(at, interval, duration);
+        }
+    }
     loop {
         // A sender is done once it stopped sending and has every reply.
         if let Some(s) = sending
@@ -282,13 +301,7 @@ async fn member_loop(
                 started = true;
                 let at = (*start.borrow()).unwrap_or_else(Instant::now);
                 if let Some(s) = sending.as_mut() {
-                    // A random phase per sender, so that senders do not all
-                    // send in the same instant of every period.
-                    let offset = interval.mul_f64(rand::random::<f64>());
-                    let mut ticker = tokio::time::interval_at(at + offset, interval);
-                    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-                    s.ticker = Some(ticker);
-                    s.deadline = Some(at + duration);
+                    s.arm(at, interval, duration);
                 }
             }
             _ = tick(sending.as_mut().and_then(|s| s.ticker.as_mut())), if may_send => {

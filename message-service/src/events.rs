@@ -13,6 +13,7 @@ use crate::api::convert;
 use crate::store::{OutboxRow, RoomRecord};
 
 /// Publishes a `RoomEvent` on `room:{id}`.
+#[tracing::instrument(level = "debug", skip_all, fields(room = %room_id))]
 pub async fn publish_room(backends: &Backends, room_id: &str, event: room_event::Event) {
     let payload = ev::RoomEvent {
         room: room_id.to_owned(),
@@ -30,6 +31,7 @@ pub async fn publish_room(backends: &Backends, room_id: &str, event: room_event:
 }
 
 /// Publishes a `UserEvent` on `user:{id}`.
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user_id))]
 pub async fn publish_user(backends: &Backends, user_id: &str, event: user_event::Event) {
     let payload = ev::UserEvent {
         user_id: user_id.to_owned(),
@@ -80,6 +82,7 @@ pub fn outbox_row(
         routing_key,
         payload,
         created_at: now_ms,
+        traceparent: chat_common::trace_context::current(),
     }
 }
 

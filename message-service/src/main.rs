@@ -66,7 +66,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("message-service");
+    let telemetry = telemetry::init("message-service");
     if args.service_token.expose() == DEV_SERVICE_TOKEN {
         tracing::warn!(
             "SERVICE_TOKEN is the insecure development default: anyone who can reach this port can act as any user; \
@@ -94,5 +94,8 @@ async fn main() -> anyhow::Result<()> {
     let stop = Shutdown::new();
     shutdown::cancel_on_signal(stop.clone());
     chat_common::metrics::spawn_listener(args.metrics_listen, &stop).await?;
-    chat_message_service::serve(config, listener, stop).await
+    let result = chat_message_service::serve(config, listener, stop).await;
+    // Whatever ended the process, the spans of its last moments go out.
+    telemetry.shutdown().await;
+    result
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use chat_common::Shutdown;
 use chat_common::bus::{BusMessage, EventBus};
+use chat_common::trace_context;
 use metrics::gauge;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use crate::error::Chain;
 use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE};
@@ -99,16 +101,30 @@ impl Relay {
                 return Ok(());
             }
             for row in rows {
+                // A child of the call that wrote the row, and the parent of
+                // the consumers' spans: the event's hop in that call's trace.
+                let span = tracing::info_span!(
+                    "outbox.publish",
+                    otel.kind = "producer",
+                    event_id = %row.event_id,
+                    routing_key = %row.routing_key,
+                );
+                trace_context::set_parent(&span, row.traceparent.as_deref());
                 let message = BusMessage {
                     routing_key: row.routing_key,
                     event_id: row.event_id,
+                    traceparent: span.in_scope(trace_context::current),
                     payload: Bytes::from(row.payload),
                 };
-                self.bus.publish(message).await.map_err(|e| e.to_string())?;
-                self.store
-                    .outbox_delete(row.id)
-                    .await
-                    .map_err(|e| Chain(&e).to_string())?;
+                async {
+                    self.bus.publish(message).await.map_err(|e| e.to_string())?;
+                    self.store
+                        .outbox_delete(row.id)
+                        .await
+                        .map_err(|e| Chain(&e).to_string())
+                }
+                .instrument(span)
+                .await?;
             }
         }
     }

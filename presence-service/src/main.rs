@@ -73,7 +73,7 @@ async fn store(args: &Args) -> anyhow::Result<Arc<dyn PresenceStore>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    chat_common::telemetry::init("presence-service");
+    let telemetry = chat_common::telemetry::init("presence-service");
     let args = Args::parse();
     if args.service_token.expose() == DEV_SERVICE_TOKEN {
         tracing::warn!(
@@ -100,5 +100,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (PRESENCE_LISTEN)", args.listen))?;
-    chat_presence_service::serve_with_store(config, store, listener, shutdown).await
+    let result = chat_presence_service::serve_with_store(config, store, listener, shutdown).await;
+    // Whatever ended the process, the spans of its last moments go out.
+    telemetry.shutdown().await;
+    result
 }

@@ -127,6 +127,11 @@ impl AdminApi {
             disabled = request.disabled,
             "user disabled state set by an admin"
         );
+        if request.disabled {
+            self.api
+                .disconnect_sockets(&user.id, super::CLOSE_DISABLED, "account disabled")
+                .await;
+        }
         self.reload(&user.id).await
     }
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use chat_common::db::now_ms;
 use chat_common::identity::Identity;
+use chat_common::pubsub::channels;
 use chat_common::token::TokenError;
 use chat_proto::auth::v1::auth_service_server::AuthService;
 use chat_proto::auth::v1::{
@@ -17,6 +18,8 @@ use chat_proto::auth::v1::{
     SearchUsersRequest, SearchUsersResponse, UpdateProfileRequest, User as PbUser,
     ValidateTokenRequest, ValidateTokenResponse,
 };
+use chat_proto::events::v1::{ForceDisconnect, UserEvent, user_event};
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
@@ -26,9 +29,15 @@ use crate::domain::{
 use crate::error::AuthError;
 use crate::state::AppState;
 use crate::store::{NewRefreshToken, NewUser, Rotation};
+use crate::throttle::LoginThrottle;
 
 pub use admin::AdminApi;
 pub use convert::user_to_proto;
+
+/// WebSocket close codes (PROTOCOL.md) of the `disconnect` events: the
+/// account is disabled; the user's sessions were signed out.
+pub const CLOSE_DISABLED: u32 = 4003;
+pub const CLOSE_SIGNED_OUT: u32 = 4001;
 
 /// Search results per call when the request says 0.
 pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
@@ -106,6 +115,24 @@ impl AuthApi {
         self.verify(password, hash).await.map(|_| ())
     }
 
+    /// Tells every gateway to close the user's sockets with `close_code`.
+    /// Best effort: pub/sub is at-most-once, and the gateways' periodic
+    /// re-validation catches what this misses.
+    async fn disconnect_sockets(&self, user_id: &str, close_code: u32, reason: &str) {
+        let event = UserEvent {
+            user_id: user_id.to_owned(),
+            event: Some(user_event::Event::Disconnect(ForceDisconnect {
+                close_code,
+                reason: reason.to_owned(),
+            })),
+        };
+        let channel = channels::user(user_id);
+        let payload = bytes::Bytes::from(event.encode_to_vec());
+        if let Err(error) = self.state.pubsub.publish(&channel, payload).await {
+            tracing::warn!(%error, "cannot publish a disconnect; gateways re-validate later");
+        }
+    }
+
     async fn acting_user(&self, identity: &Identity) -> Result<User, AuthError> {
         let user = self
             .state
@@ -151,7 +178,32 @@ impl AuthApi {
         self.sign_in(user).await
     }
 
-    async fn login(&self, request: LoginRequest) -> Result<AuthResponse, AuthError> {
+    /// Signs a user in, unless the account name or the client address
+    /// (`client_addr`, when the gateway passed one) has failed too often.
+    async fn login(
+        &self,
+        request: LoginRequest,
+        client_addr: Option<&str>,
+    ) -> Result<AuthResponse, AuthError> {
+        let throttle = &self.state.login_throttle;
+        let account = LoginThrottle::account_key(&request.username);
+        // Refused before the password is looked at, so a throttled guess
+        // learns nothing, and whether or not the account exists.
+        if throttle.is_throttled(&account, client_addr) {
+            tracing::warn!(client_addr, "login refused: too many failures");
+            return Err(AuthError::LoginThrottled);
+        }
+        let result = self.check_login(request).await;
+        match &result {
+            Err(AuthError::BadCredentials) => throttle.record_failure(&account, client_addr),
+            // A disabled account's right password ends the streak too.
+            Ok(_) | Err(AuthError::Disabled) => throttle.record_success(&account),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_login(&self, request: LoginRequest) -> Result<AuthResponse, AuthError> {
         // Names are stored lowercase; accept any case at the door.
         let username = Username::parse(&request.username.to_lowercase()).ok();
         // A password breaking the length rule cannot match any stored one.
@@ -262,6 +314,8 @@ impl AuthApi {
             return Err(AuthError::UnknownActingUser);
         }
         tracing::info!("password changed; refresh tokens revoked");
+        self.disconnect_sockets(&user.id, CLOSE_SIGNED_OUT, "password changed")
+            .await;
         Ok(ChangePasswordResponse {})
     }
 
@@ -412,7 +466,8 @@ impl AuthService for AuthApi {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<AuthResponse>, Status> {
-        reply(AuthApi::login(self, request.into_inner()).await)
+        let client_addr = chat_common::identity::client_addr(request.metadata()).map(str::to_owned);
+        reply(AuthApi::login(self, request.into_inner(), client_addr.as_deref()).await)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]

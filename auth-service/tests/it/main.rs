@@ -4,8 +4,10 @@
 
 mod accounts;
 mod admin;
+mod disconnect;
 mod helpers;
 mod server;
 mod store_contract;
+mod throttle;
 mod tokens;
 mod users;

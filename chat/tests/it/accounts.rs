@@ -301,7 +301,80 @@ async fn users_are_found_by_prefix_with_presence(deployment: Deployment) -> anyh
     Ok(())
 }
 
+async fn login_status(
+    t: &TestSystem,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    t.post(
+        "/auth/login",
+        None,
+        json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+async fn failed_logins_lock_an_account_without_revealing_it(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
+    t.register("alice").await?;
+    // The default limit: 5 failures per account.
+    for _ in 0..5 {
+        let (status, _) = login_status(&t, "alice", "wrong horse").await?;
+        assert_eq!(status, 401);
+    }
+    let (status, locked) = login_status(&t, "alice", "correct horse").await?;
+    assert_eq!(
+        (status, locked["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    for _ in 0..5 {
+        let (status, _) = login_status(&t, "nobody", "wrong horse").await?;
+        assert_eq!(status, 401);
+    }
+    let (status, unknown) = login_status(&t, "nobody", "wrong horse").await?;
+    assert_eq!(status, 429);
+    assert_eq!(unknown, locked, "no user enumeration through the lockout");
+    Ok(())
+}
+
+async fn a_successful_login_resets_the_failure_count(deployment: Deployment) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
+    t.register("alice").await?;
+    for _ in 0..3 {
+        for _ in 0..4 {
+            let (status, _) = login_status(&t, "alice", "wrong horse").await?;
+            assert_eq!(status, 401);
+        }
+        let (status, _) = login_status(&t, "alice", "correct horse").await?;
+        assert_eq!(status, 200);
+    }
+    Ok(())
+}
+
+async fn failed_logins_from_one_address_are_throttled(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start(deployment).await?;
+    t.register("alice").await?;
+    // The default limit: 20 failures per address, here over 20 names.
+    for i in 0..20 {
+        let (status, _) = login_status(&t, &format!("guess{i}"), "wrong horse").await?;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = login_status(&t, "alice", "correct horse").await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    Ok(())
+}
+
 crate::on_both_deployments!(
+    failed_logins_lock_an_account_without_revealing_it,
+    a_successful_login_resets_the_failure_count,
+    failed_logins_from_one_address_are_throttled,
     register_returns_the_user_and_a_token_pair,
     a_taken_username_is_a_conflict,
     bad_usernames_and_passwords_are_invalid_arguments,

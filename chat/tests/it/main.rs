@@ -15,5 +15,8 @@ mod notifications;
 mod operations;
 mod presence;
 mod receipts;
+mod revocation;
 mod rooms;
+mod secrets;
 mod support;
+mod tracing;

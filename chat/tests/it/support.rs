@@ -281,6 +281,7 @@ impl TestSystem {
             service_token: system.service_token.clone(),
             backends: Backends::connect(Some(&redis_url()), None, &namespace).await?,
             allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
             limits: options.gateway_limits.clone(),
         };
         let mut replicas = JoinSet::new();

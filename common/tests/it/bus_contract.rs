@@ -9,10 +9,14 @@ use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn event(key: &str, id: &str) -> BusMessage {
     BusMessage {
         routing_key: key.to_owned(),
         event_id: id.to_owned(),
+        // Carried as it is, so a consumer's span joins the publisher's trace.
+        traceparent: Some(TRACEPARENT.to_owned()),
         payload: Bytes::from(format!("payload of {id}")),
     }
 }
@@ -69,6 +73,7 @@ pub async fn contract(bus: &dyn EventBus, prefix: &str) -> anyhow::Result<()> {
             delivery.message.payload,
             Bytes::from(format!("payload of {}", id(expected)))
         );
+        assert_eq!(delivery.message.traceparent.as_deref(), Some(TRACEPARENT));
         delivery.ack().await?;
     }
     for expected in ["e1", "e2", "e3"] {

@@ -51,7 +51,14 @@ async fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
 }
 
 /// Handles one text frame to completion (frames of a connection are
-/// handled in the order sent).
+/// handled in the order sent). Each frame is a trace of its own (no parent:
+/// a connection lasts hours), whose gRPC calls carry it to the services.
+#[tracing::instrument(
+    name = "ws.frame",
+    parent = None,
+    skip_all,
+    fields(otel.kind = "server", user = %ctx.identity.user_id, frame = tracing::field::Empty),
+)]
 pub async fn handle(ctx: &Context<'_>, text: &str) {
     let mut fields = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(fields)) => fields,
@@ -84,6 +91,7 @@ pub async fn handle(ctx: &Context<'_>, text: &str) {
         }
     };
     crate::metrics::frame_in(&kind);
+    tracing::Span::current().record("frame", kind.as_str());
     if let Err(error) = dispatch(ctx, &kind, fields, reference.as_ref()).await {
         send_error(ctx.conn, reference.as_ref(), &error).await;
     }

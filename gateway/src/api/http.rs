@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{AuthUser, JsonBody};
+use super::{AuthUser, ClientAddr, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::wire;
@@ -100,12 +100,17 @@ struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client_addr): ClientAddr,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = auth::LoginRequest {
+    let mut request = tonic::Request::new(auth::LoginRequest {
         username: body.username,
         password: body.password,
-    };
+    });
+    // auth-service throttles failed logins per address too.
+    if let Some(addr) = &client_addr {
+        chat_common::identity::write_client_addr(request.metadata_mut(), addr);
+    }
     let reply = state.services.auth.clone().login(request).await?;
     Ok(Json(session(reply.into_inner())))
 }

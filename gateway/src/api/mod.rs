@@ -5,16 +5,18 @@ mod http;
 mod web;
 mod ws;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chat_common::token::{Claims, TokenError};
 use chat_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,7 +31,41 @@ pub fn router(state: AppState) -> Router {
         // services' series too.
         .route("/metrics", get(chat_common::metrics::scrape))
         .merge(web::router())
+        .route_layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// Runs each HTTP request in a span of its own, so the gRPC calls it makes
+/// join one trace; a client that sends `traceparent` gets the request in its
+/// own trace. Probes and scrapes get none: they would bury the traces of
+/// client actions.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    // The route, not the path: ids in paths would make every name unique.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(path, MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    chat_common::trace_context::set_parent(
+        &span,
+        chat_common::trace_context::from_headers(request.headers()),
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 /// The caller of an authenticated call, from `Authorization: Bearer`.
@@ -60,6 +96,51 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         Ok(AuthUser(verify(state, token)?))
     }
+}
+
+/// The end user's client address: the socket peer, or with
+/// `trust_forwarded_for` the last `X-Forwarded-For` entry (the one the
+/// trusted proxy appended; earlier ones are whatever the client sent).
+/// `None` when neither is known (a router served without connect info).
+pub struct ClientAddr(pub Option<String>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.config.trust_forwarded_for {
+            let forwarded = last_forwarded_for(&parts.headers);
+            if let Some(ip) = forwarded {
+                return Ok(ClientAddr(Some(ip.to_string())));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            // The IP alone: the port changes with every connection.
+            .map(|info| info.0.ip().to_canonical().to_string());
+        Ok(ClientAddr(peer))
+    }
+}
+
+/// The last `X-Forwarded-For` entry, if it is an IP address. Only the very
+/// last: an unparseable one must not let an earlier, client-written entry
+/// take its place.
+fn last_forwarded_for(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A JSON body whose rejections are protocol errors (`invalid_argument`).
@@ -115,4 +196,35 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     };
     let body = json!({"status": if ready { "ready" } else { "unavailable" }, "services": services});
     (status, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            if let Ok(value) = value.parse() {
+                headers.append("x-forwarded-for", value);
+            }
+        }
+        last_forwarded_for(&headers).map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn the_client_address_is_the_entry_the_proxy_appended() {
+        assert_eq!(forwarded(&[]), None);
+        assert_eq!(forwarded(&["203.0.113.5"]), Some("203.0.113.5".into()));
+        assert_eq!(
+            forwarded(&["10.9.9.9, 203.0.113.5"]),
+            Some("203.0.113.5".into())
+        );
+        assert_eq!(
+            forwarded(&["10.9.9.9", "2001:db8::7"]),
+            Some("2001:db8::7".into())
+        );
+        // A forged or broken last entry is no address, not the one before.
+        assert_eq!(forwarded(&["203.0.113.5, garbage"]), None);
+    }
 }

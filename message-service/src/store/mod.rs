@@ -92,6 +92,9 @@ pub struct OutboxRow {
     pub routing_key: String,
     pub payload: Vec<u8>,
     pub created_at: i64,
+    /// The W3C trace context of the call that wrote the row; `None` when
+    /// spans are not exported.
+    pub traceparent: Option<String>,
 }
 
 #[async_trait]

@@ -155,6 +155,7 @@ fn mentions_json(mentions: &[String]) -> Result<String, Error> {
 
 #[async_trait]
 impl Store for SqlStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn begin(&self) -> Result<Box<dyn StoreTx>, Error> {
         Ok(Box::new(SqlTx {
             tx: self.pool.begin().await?,
@@ -163,7 +164,7 @@ impl Store for SqlStore {
 
     async fn outbox_batch(&self, limit: i64) -> Result<Vec<OutboxRow>, Error> {
         let rows = sqlx::query(
-            "SELECT id, event_id, routing_key, payload, created_at FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, event_id, routing_key, payload, created_at, traceparent FROM outbox ORDER BY id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -176,11 +177,13 @@ impl Store for SqlStore {
                     routing_key: row.try_get("routing_key")?,
                     payload: row.try_get("payload")?,
                     created_at: row.try_get("created_at")?,
+                    traceparent: row.try_get("traceparent")?,
                 })
             })
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn outbox_delete(&self, id: i64) -> Result<(), Error> {
         sqlx::query("DELETE FROM outbox WHERE id = $1")
             .bind(id)
@@ -199,6 +202,7 @@ impl Store for SqlStore {
 
 #[async_trait]
 impl StoreTx for SqlTx {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn commit(self: Box<Self>) -> Result<(), Error> {
         self.tx.commit().await?;
         Ok(())
@@ -223,6 +227,7 @@ impl StoreTx for SqlTx {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn room(&mut self, id: &str) -> Result<Option<RoomRecord>, Error> {
         let row = sqlx::query(sql(format!(
             "SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = $1"
@@ -295,6 +300,7 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn next_seq(&mut self, room_id: &str) -> Result<Option<i64>, Error> {
         let row = sqlx::query(
             "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
@@ -305,6 +311,7 @@ impl StoreTx for SqlTx {
         Ok(row.map(|row| row.try_get("last_seq")).transpose()?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn member(
         &mut self,
         room_id: &str,
@@ -320,6 +327,7 @@ impl StoreTx for SqlTx {
         row.as_ref().map(member_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn members(&mut self, room_id: &str) -> Result<Vec<MemberRecord>, Error> {
         let rows = sqlx::query(sql(format!(
             "SELECT {MEMBER_COLUMNS} FROM members m WHERE m.room_id = $1 ORDER BY m.joined_at, m.user_id"
@@ -396,6 +404,7 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn set_last_read(&mut self, room_id: &str, user_id: &str, seq: i64) -> Result<(), Error> {
         sqlx::query("UPDATE members SET last_read_seq = $3 WHERE room_id = $1 AND user_id = $2")
             .bind(room_id)
@@ -452,6 +461,7 @@ impl StoreTx for SqlTx {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn message(&mut self, room_id: &str, seq: i64) -> Result<Option<MessageRecord>, Error> {
         let row = sqlx::query(sql(format!(
             "{MESSAGE_SELECT} WHERE m.room_id = $1 AND m.seq = $2"
@@ -463,6 +473,7 @@ impl StoreTx for SqlTx {
         row.as_ref().map(message_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn message_by_client_id(
         &mut self,
         room_id: &str,
@@ -480,6 +491,7 @@ impl StoreTx for SqlTx {
         row.as_ref().map(message_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_message(&mut self, message: &MessageRecord) -> Result<(), Error> {
         let result = sqlx::query(
             "INSERT INTO messages (room_id, seq, id, sender_id, sender_name, kind, text, attachment_id, \
@@ -564,6 +576,7 @@ impl StoreTx for SqlTx {
         rows.iter().map(message_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn attachment(&mut self, id: &str) -> Result<Option<AttachmentRecord>, Error> {
         let row = sqlx::query(sql(format!(
             "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE id = $1"
@@ -574,12 +587,14 @@ impl StoreTx for SqlTx {
         row.as_ref().map(attachment_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_outbox(&mut self, row: &OutboxRow) -> Result<(), Error> {
-        sqlx::query("INSERT INTO outbox (event_id, routing_key, payload, created_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO outbox (event_id, routing_key, payload, created_at, traceparent) VALUES ($1, $2, $3, $4, $5)")
             .bind(&row.event_id)
             .bind(&row.routing_key)
             .bind(row.payload.clone())
             .bind(row.created_at)
+            .bind(row.traceparent.clone())
             .execute(&mut *self.tx)
             .await?;
         Ok(())

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use chat_common::Shutdown;
 use chat_common::bus::{BusError, Delivery, EventBus};
+use chat_common::trace_context;
 use chat_proto::events::v1::ChatEvent;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::app::App;
 
@@ -50,7 +52,16 @@ pub(crate) async fn run(
                     break;
                 };
                 backoff = MIN_BACKOFF;
-                handle(&app, delivery, &shutdown).await;
+                let span = tracing::info_span!(
+                    "notifications.handle",
+                    otel.kind = "consumer",
+                    event_id = %delivery.message.event_id,
+                    routing_key = %delivery.message.routing_key,
+                );
+                // A child of the publisher's span: the handling belongs to
+                // the trace of the send that caused the event.
+                trace_context::set_parent(&span, delivery.message.traceparent.as_deref());
+                handle(&app, delivery, &shutdown).instrument(span).await;
             },
             Err(error) => {
                 tracing::warn!(%error, queue = QUEUE, ?backoff, "cannot consume from the bus");
@@ -65,7 +76,6 @@ pub(crate) async fn run(
     }
 }
 
-#[tracing::instrument(skip_all, fields(event_id = %delivery.message.event_id, routing_key = %delivery.message.routing_key))]
 async fn handle(app: &App, delivery: Delivery, shutdown: &Shutdown) {
     let event = match ChatEvent::decode(delivery.message.payload.clone()) {
         Ok(event) => event,

@@ -205,6 +205,7 @@ impl TestServer {
             .publish(BusMessage {
                 routing_key: "message.created".into(),
                 event_id: event_id.into(),
+                traceparent: None,
                 payload,
             })
             .await?;
