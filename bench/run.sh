@@ -44,6 +44,11 @@ if [ "${1:-}" = "_restart_chat" ]; then
     pid="$(cat "$pid_file")"
     kill -TERM "$pid"
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+        # A new server could not bind the port: fail the storm loudly.
+        echo "chat ($pid) did not exit within 15 s of SIGTERM" >&2
+        exit 1
+    fi
     server_cpu=()
     [ "$PIN" = 1 ] && server_cpu=(taskset -c 0)
     nohup "${server_cpu[@]}" "$chat_bin" --listen "127.0.0.1:$CHAT_PORT" --data-dir "$data_dir" \
@@ -93,7 +98,7 @@ started_pids=()
 cleanup() {
     local pid
     for pid in "${started_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    [ -f "$work/chat.pid" ] && kill -TERM "$(cat "$work/chat.pid")" 2>/dev/null || true
+    if [ -f "$work/chat.pid" ]; then kill -TERM "$(cat "$work/chat.pid")" 2>/dev/null || true; fi
     rm -f "$work/chat.pid"
 }
 trap cleanup EXIT
@@ -117,10 +122,16 @@ start_chat() {
     wait_http "http://127.0.0.1:$CHAT_PORT/readyz"
 }
 
+# Stops a server and waits for it: SIGTERM (it may have exited already),
+# then SIGKILL after 10 s, so the next scenario never finds its port taken.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
 stop_chat() {
-    local pid; pid="$(cat "$work/chat.pid")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$(cat "$work/chat.pid")"
     rm -f "$work/chat.pid"
     rm -rf "$chat_data"
 }
@@ -139,8 +150,7 @@ start_node() {
 }
 
 stop_node() {
-    kill -TERM "$node_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$node_pid"
 }
 
 loadgen() {
