@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use chat_common::Secret;
+use chat_common::grpc::ServerTls;
 use chat_common::pubsub::{InProcessPubSub, PubSub};
+use chat_common::token::KeySettings;
 
 use crate::domain::Username;
 use crate::throttle::ThrottleConfig;
@@ -17,8 +19,10 @@ pub const DEFAULT_REFRESH_TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
 pub struct Config {
     /// `sqlite://...` or `postgres://...`.
     pub database_url: String,
-    /// HS256 key of access tokens; the gateway verifies with the same key.
-    pub jwt_secret: Secret,
+    /// The HS256 key access tokens are signed with (`JWT_SECRET`,
+    /// `JWT_KEY_ID`) and the previous keys still accepted
+    /// (`JWT_PREVIOUS_KEYS`); the gateways verify with the same set.
+    pub jwt_keys: KeySettings,
     /// The shared credential every internal caller presents.
     pub service_token: Secret,
     pub access_token_ttl_s: i64,
@@ -31,6 +35,8 @@ pub struct Config {
     /// Where `disconnect` user events go when a user is disabled or changes
     /// their password, so every gateway closes the user's sockets at once.
     pub pubsub: Arc<dyn PubSub>,
+    /// TLS of the gRPC server (`GRPC_TLS_*`); `None`: plaintext.
+    pub grpc_tls: Option<ServerTls>,
 }
 
 impl Config {
@@ -42,7 +48,7 @@ impl Config {
     ) -> Config {
         Config {
             database_url: database_url.into(),
-            jwt_secret,
+            jwt_keys: KeySettings::from(jwt_secret),
             service_token,
             access_token_ttl_s: DEFAULT_ACCESS_TOKEN_TTL_S,
             refresh_token_ttl_s: DEFAULT_REFRESH_TOKEN_TTL_S,
@@ -51,6 +57,7 @@ impl Config {
             // Reaches no gateway: a deployment sets the one its gateways
             // subscribe to; without it only their re-validation applies.
             pubsub: Arc::new(InProcessPubSub::new()),
+            grpc_tls: None,
         }
     }
 
@@ -80,10 +87,7 @@ impl Config {
             "REFRESH_TOKEN_TTL_S must be positive, got {}",
             self.refresh_token_ttl_s
         );
-        anyhow::ensure!(
-            !self.jwt_secret.expose().is_empty(),
-            "JWT_SECRET must not be empty"
-        );
+        self.jwt_keys.validate()?;
         anyhow::ensure!(
             !self.service_token.expose().is_empty(),
             "SERVICE_TOKEN must not be empty"
@@ -101,7 +105,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
-            .field("jwt_secret", &self.jwt_secret)
+            .field("jwt_keys", &self.jwt_keys)
             .field("service_token", &self.service_token)
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
@@ -126,19 +130,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_output_hides_secrets_and_url_credentials() {
-        let config = Config::new(
+    fn debug_output_hides_secrets_and_url_credentials() -> anyhow::Result<()> {
+        let mut config = Config::new(
             "postgres://chat:hunter2@db:5432/auth",
             Secret::new("jwt"),
             Secret::new("svc"),
         );
+        config.jwt_keys.previous = KeySettings::parse_previous(&Secret::new("old:oldsecret"))?;
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("jwt\"") && !shown.contains("svc\""));
+        assert!(!shown.contains("oldsecret") && shown.contains("\"old\""));
         assert!(shown.contains("postgres://[redacted]@db:5432/auth"));
         assert_eq!(
             redact_url("sqlite://data/auth.db?mode=rwc"),
             "sqlite://data/auth.db?mode=rwc"
         );
+        Ok(())
     }
 
     #[test]

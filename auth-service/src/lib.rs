@@ -110,6 +110,7 @@ pub async fn serve(
         &[SERVICE_NAME, ADMIN_SERVICE_NAME],
         // Every call reads or writes the database.
         vec![chat_common::db::probe(pool.clone())],
+        config.grpc_tls.as_ref(),
     )
     .await;
     pool.close().await;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use chat_auth_service::Config;
 use chat_auth_service::throttle::ThrottleConfig;
+use chat_common::token::KeySettings;
 use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
@@ -31,9 +32,24 @@ struct Args {
         hide_env_values = true
     )]
     database_url: String,
-    /// HS256 key of access tokens, shared with the gateway.
+    /// HS256 key access tokens are signed with, shared with the gateway.
     #[arg(long, env = "JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, hide_env_values = true)]
     jwt_secret: Secret,
+    /// The id of `JWT_SECRET` in tokens' `kid`; unset: derived from the
+    /// secret. Set a new id with each new secret when rotating.
+    #[arg(long, env = "JWT_KEY_ID")]
+    jwt_key_id: Option<String>,
+    /// Previous keys still accepted, never signed with: comma-separated
+    /// `kid:secret` pairs. Keep one for an access-token lifetime after a
+    /// rotation, then remove it.
+    #[arg(
+        long,
+        env = "JWT_PREVIOUS_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    jwt_previous_keys: Secret,
     /// Credential every internal caller must present.
     #[arg(long, env = "SERVICE_TOKEN", default_value = DEV_SERVICE_TOKEN, hide_default_value = true, hide_env_values = true)]
     service_token: Secret,
@@ -74,12 +90,16 @@ struct Args {
     /// unset serves none.
     #[arg(long, env = "METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    grpc_tls: chat_common::grpc::ServerTlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let telemetry = chat_common::telemetry::init("auth-service");
+    // Before connecting to anything: a bad file fails the start at once.
+    let grpc_tls = args.grpc_tls.load()?;
 
     if args.jwt_secret.expose() == DEV_JWT_SECRET {
         tracing::warn!(
@@ -102,7 +122,11 @@ async fn main() -> anyhow::Result<()> {
         .pubsub;
     let config = Config {
         database_url: args.database_url,
-        jwt_secret: args.jwt_secret,
+        jwt_keys: KeySettings {
+            secret: args.jwt_secret,
+            key_id: args.jwt_key_id.filter(|id| !id.is_empty()),
+            previous: KeySettings::parse_previous(&args.jwt_previous_keys)?,
+        },
         service_token: args.service_token,
         access_token_ttl_s: args.access_token_ttl_s,
         refresh_token_ttl_s: args.refresh_token_ttl_s,
@@ -113,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
             window: std::time::Duration::from_secs(args.login_throttle_window_s),
         },
         pubsub,
+        grpc_tls,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -32,7 +32,7 @@ impl AppState {
     pub fn new(store: Arc<dyn UserStore>, config: &Config) -> anyhow::Result<AppState> {
         Ok(AppState {
             store,
-            keys: TokenKeys::new(&config.jwt_secret),
+            keys: TokenKeys::from_settings(&config.jwt_keys),
             access_token_ttl_s: config.access_token_ttl_s,
             refresh_token_ttl_s: config.refresh_token_ttl_s,
             dummy_hash: Arc::new(OnceCell::new()),

@@ -47,6 +47,9 @@ pub struct Options {
     pub admin_usernames: Vec<String>,
     /// auth-service's failed-login limits.
     pub login_throttle: chat_auth_service::throttle::ThrottleConfig,
+    /// The access-token key set; `None` signs with the secret generated
+    /// in `data_dir` (`jwt-secret`) under its default key id.
+    pub jwt_keys: Option<chat_common::token::KeySettings>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             namespace: Namespace::none(),
             admin_usernames: Vec::new(),
             login_throttle: chat_auth_service::throttle::ThrottleConfig::default(),
+            jwt_keys: None,
         }
     }
 }
@@ -129,7 +133,10 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
             options.data_dir.display()
         )
     })?;
-    let jwt_secret = load_or_create_secret(&options.data_dir.join("jwt-secret"))?;
+    let jwt_keys = match &options.jwt_keys {
+        Some(keys) => keys.clone(),
+        None => load_or_create_secret(&options.data_dir.join("jwt-secret"))?.into(),
+    };
     let service_token = load_or_create_secret(&options.data_dir.join("service-token"))?;
     let backends = Backends::connect(
         options.redis_url.as_deref(),
@@ -160,12 +167,13 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         admin_usernames: options.admin_usernames.clone(),
         login_throttle: options.login_throttle,
         pubsub: backends.pubsub.clone(),
+        jwt_keys: jwt_keys.clone(),
         ..chat_auth_service::Config::new(
             options
                 .auth_database_url
                 .clone()
                 .unwrap_or_else(|| sqlite_url(&options.data_dir, "auth.db")),
-            jwt_secret.clone(),
+            jwt_keys.secret.clone(),
             service_token.clone(),
         )
     };
@@ -186,6 +194,8 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         max_text_chars: 4000,
         max_attachment_bytes: options.gateway_limits.max_attachment_bytes,
         auth_addr: format!("http://{auth_addr}"),
+        grpc_tls: None,
+        auth_tls: None,
     };
     tasks.spawn(chat_message_service::serve(
         message,
@@ -199,6 +209,8 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         connection_ttl: options.presence_ttl,
         sweep_interval: Duration::from_secs(1),
         auth_addr: format!("http://{auth_addr}"),
+        grpc_tls: None,
+        auth_tls: None,
     };
     tasks.spawn(chat_presence_service::serve_with_store(
         presence,
@@ -212,7 +224,9 @@ pub async fn start(options: Options, shutdown: Shutdown) -> anyhow::Result<Syste
         auth_addr: format!("http://{auth_addr}"),
         message_addr: format!("http://{message_addr}"),
         presence_addr: format!("http://{presence_addr}"),
-        jwt_secret,
+        // In-process, over loopback only: nothing to protect in transit.
+        grpc_tls: None,
+        jwt_keys,
         service_token: service_token.clone(),
         backends,
         allowed_origins: Vec::new(),

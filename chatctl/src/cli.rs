@@ -92,6 +92,22 @@ pub struct Global {
     /// Seconds to wait for each answer.
     #[arg(long, default_value_t = 10, global = true)]
     pub timeout_s: u64,
+    /// PEM CA bundle the services' certificates must chain to: when set,
+    /// calls use TLS (also to `http://` addresses) and check each server's
+    /// name. Unset: plaintext, and `https://` addresses are refused.
+    #[arg(long, env = "GRPC_TLS_CA", global = true)]
+    pub grpc_tls_ca: Option<String>,
+    /// Name the services' certificates must carry, instead of the host of
+    /// each address.
+    #[arg(long, env = "GRPC_TLS_SERVER_NAME", global = true)]
+    pub grpc_tls_server_name: Option<String>,
+    /// PEM certificate chain for services that require client certificates;
+    /// with --grpc-tls-client-key.
+    #[arg(long, env = "GRPC_TLS_CLIENT_CERT", global = true)]
+    pub grpc_tls_client_cert: Option<String>,
+    /// PEM private key of --grpc-tls-client-cert.
+    #[arg(long, env = "GRPC_TLS_CLIENT_KEY", global = true)]
+    pub grpc_tls_client_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use chat_proto::message::v1::admin_service_client::AdminServiceClient as Message
 use chat_proto::presence::v1::admin_service_client::AdminServiceClient as PresenceAdminClient;
 use tokio::sync::OnceCell;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 use crate::cli::Global;
@@ -27,6 +27,74 @@ pub struct Clients {
     service: AdminCredentials,
     /// The admin's access token, once known.
     token: OnceCell<String>,
+    /// TLS of every call (`GRPC_TLS_CA`...); `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
+}
+
+/// The TLS of calls to the services, from the `GRPC_TLS_*` settings (the
+/// gateway's); `None` without a CA.
+fn tls(global: &Global) -> Result<Option<ClientTlsConfig>, Failure> {
+    let set = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let read = |name: &str, path: &str| {
+        std::fs::read(path).map_err(|e| Failure::Usage(format!("{name}: cannot read {path}: {e}")))
+    };
+    let server_name = set(&global.grpc_tls_server_name);
+    let cert = set(&global.grpc_tls_client_cert);
+    let key = set(&global.grpc_tls_client_key);
+    let Some(ca) = set(&global.grpc_tls_ca) else {
+        if server_name.is_some() || cert.is_some() || key.is_some() {
+            return Err(Failure::Usage(
+                "GRPC_TLS_SERVER_NAME, GRPC_TLS_CLIENT_CERT and GRPC_TLS_CLIENT_KEY need \
+                 GRPC_TLS_CA (--grpc-tls-ca)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("GRPC_TLS_CA", &ca)?));
+    if let Some(name) = server_name {
+        config = config.domain_name(name);
+    }
+    match (cert, key) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(
+                read("GRPC_TLS_CLIENT_CERT", &cert)?,
+                read("GRPC_TLS_CLIENT_KEY", &key)?,
+            ));
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "GRPC_TLS_CLIENT_CERT and GRPC_TLS_CLIENT_KEY must be set together".into(),
+            ));
+        }
+    }
+    // rustls parses the files when a connector is built: a bad one is
+    // reported now, before any call.
+    Endpoint::from_static("https://localhost")
+        .tls_config(config.clone())
+        .map_err(|e| Failure::Usage(format!("GRPC_TLS_* settings: {}", chain(&e))))?;
+    Ok(Some(config))
+}
+
+/// An error and its sources on one line: tonic's own display is only
+/// "transport error".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `host:port` as `http://host:port`; a URL as it is.
@@ -43,6 +111,7 @@ impl Clients {
         let service = AdminCredentials::new(Some(&global.service_token), None)
             .map_err(|_| Failure::Usage("--service-token must be printable ASCII".into()))?;
         Ok(Clients {
+            tls: tls(&global)?,
             global,
             service,
             token: OnceCell::new(),
@@ -65,15 +134,32 @@ impl Clients {
         })
     }
 
-    /// A channel to `service`, connecting on the first call.
+    /// A channel to `service`, connecting on the first call. With TLS an
+    /// `http://` address is dialled as `https://`: tonic would otherwise
+    /// speak plaintext to it despite the TLS settings.
     pub fn channel(&self, service: Service) -> Result<Channel, Failure> {
         let addr = self.addr(service);
-        let endpoint = Endpoint::from_shared(addr.clone()).map_err(|e| {
+        let target = match (&self.tls, addr.split_once("://")) {
+            (Some(_), Some(("http" | "https", rest))) => format!("https://{rest}"),
+            (None, Some(("https", _))) => {
+                return Err(Failure::Usage(format!(
+                    "{} address {addr} is https:// but GRPC_TLS_CA (--grpc-tls-ca) is not set",
+                    service.name()
+                )));
+            }
+            _ => addr.clone(),
+        };
+        let mut endpoint = Endpoint::from_shared(target).map_err(|e| {
             Failure::Usage(format!(
                 "{} address {addr:?} is not a URL: {e}",
                 service.name()
             ))
         })?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
+                Failure::Usage(format!("cannot set up TLS to {addr}: {}", chain(&e)))
+            })?;
+        }
         Ok(endpoint
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)

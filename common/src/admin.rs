@@ -61,10 +61,15 @@ pub struct AdminGuard {
 }
 
 impl AdminGuard {
-    /// A guard asking auth-service at `auth_addr` (`http://host:port`). The
-    /// channel connects on first use, so auth-service may start later.
-    pub fn new(auth_addr: &str, service_auth: ServiceAuth) -> anyhow::Result<AdminGuard> {
-        let channel = crate::grpc::channel(auth_addr)?;
+    /// A guard asking auth-service at `auth_addr` (`http://host:port`),
+    /// over TLS with `tls`. The channel connects on first use, so
+    /// auth-service may start later.
+    pub fn new(
+        auth_addr: &str,
+        tls: Option<&crate::grpc::ClientTls>,
+        service_auth: ServiceAuth,
+    ) -> anyhow::Result<AdminGuard> {
+        let channel = crate::grpc::channel_with_tls(auth_addr, tls)?;
         Ok(AdminGuard {
             auth: AuthServiceClient::with_interceptor(channel, service_auth),
         })

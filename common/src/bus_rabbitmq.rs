@@ -87,6 +87,18 @@ pub struct RabbitBus {
 /// One connection with one channel. Dropping the last handle closes the
 /// connection (lapin closes on drop), which makes the broker requeue every
 /// message still unacked on it.
+/// lapin is built without a TLS feature, and with none it opens a plain
+/// socket for `amqps://` too. Refuse rather than send credentials and
+/// events unencrypted to a broker the operator asked to reach over TLS.
+fn refuse_unencrypted_amqps(url: &str) -> Result<(), BusError> {
+    if url.trim_start().to_ascii_lowercase().starts_with("amqps:") {
+        return Err(BusError::Unavailable(
+            "amqps:// is not supported by this build (no TLS to RabbitMQ): use amqp:// on a trusted network".into(),
+        ));
+    }
+    Ok(())
+}
+
 struct Session {
     /// Kept only to hold the connection open as long as the channel is used.
     _connection: Connection,
@@ -101,6 +113,7 @@ impl RabbitBus {
     ///
     /// The exchange and every queue are named in `namespace`.
     pub async fn connect(url: &str, namespace: &Namespace) -> Result<RabbitBus, BusError> {
+        refuse_unencrypted_amqps(url)?;
         let endpoint = redacted_endpoint(url);
         let name = format!(
             "chat event bus {}",
@@ -617,6 +630,22 @@ fn redacted_endpoint(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amqps_is_refused_rather_than_sent_in_plaintext() {
+        for url in ["amqps://guest:guest@127.0.0.1:5671/%2f", "AMQPS://broker"] {
+            match refuse_unencrypted_amqps(url) {
+                Err(BusError::Unavailable(message)) => {
+                    assert!(
+                        message.starts_with("amqps:// is not supported"),
+                        "{message}"
+                    )
+                }
+                Ok(()) => panic!("{url} was accepted"),
+            }
+        }
+        assert!(refuse_unencrypted_amqps("amqp://guest:guest@127.0.0.1:5672/%2f").is_ok());
+    }
 
     #[test]
     fn endpoint_hides_credentials() {

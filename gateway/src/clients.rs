@@ -3,6 +3,7 @@
 //! credential (interceptor) and, where a user acts, their identity, and is
 //! timed by service, method and status code.
 
+use chat_common::grpc::ClientTls;
 use chat_common::identity::ServiceAuth;
 use chat_common::metrics::{GrpcMetrics, GrpcMetricsLayer};
 use chat_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -28,11 +29,12 @@ impl Services {
         auth_addr: &str,
         message_addr: &str,
         presence_addr: &str,
+        tls: Option<&ClientTls>,
         credential: ServiceAuth,
     ) -> anyhow::Result<Services> {
-        let auth = chat_common::grpc::channel(auth_addr)?;
-        let messages = chat_common::grpc::channel(message_addr)?;
-        let presence = chat_common::grpc::channel(presence_addr)?;
+        let auth = chat_common::grpc::channel_with_tls(auth_addr, tls)?;
+        let messages = chat_common::grpc::channel_with_tls(message_addr, tls)?;
+        let presence = chat_common::grpc::channel_with_tls(presence_addr, tls)?;
         let timed = |channel: &Channel| GrpcMetricsLayer::client().layer(channel.clone());
         Ok(Services {
             auth: AuthServiceClient::with_interceptor(timed(&auth), credential.clone()),

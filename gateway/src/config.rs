@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chat_common::grpc::ClientTls;
+use chat_common::token::KeySettings;
 use chat_common::{Backends, Secret};
 
 #[derive(Debug, Clone)]
@@ -11,7 +13,12 @@ pub struct Config {
     pub auth_addr: String,
     pub message_addr: String,
     pub presence_addr: String,
-    pub jwt_secret: Secret,
+    /// TLS of the calls to the three services (`GRPC_TLS_CA`...); `None`:
+    /// plaintext.
+    pub grpc_tls: Option<ClientTls>,
+    /// The keys access tokens are verified with: auth-service's signing
+    /// key and the previous keys it still accepts.
+    pub jwt_keys: KeySettings,
     pub service_token: Secret,
     pub backends: Backends,
     /// Extra origins allowed to open WebSockets besides the gateway's own

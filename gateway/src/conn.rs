@@ -3,14 +3,14 @@
 //! it receives, and per room the highest `seq` delivered, so that `message`
 //! events reach the client in strictly increasing order, each once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub type ConnId = u64;
@@ -100,7 +100,17 @@ pub struct Conn {
     /// connection id.
     pub session_id: String,
     pub user_id: String,
-    outbound: mpsc::Sender<Outbound>,
+    /// Frames waiting for the writer. A plain deque rather than a channel:
+    /// it allocates nothing until the first frame is queued, and frees
+    /// its memory when drained.
+    queue: Mutex<VecDeque<Outbound>>,
+    /// At most this many frames wait in `queue`.
+    capacity: usize,
+    /// Wakes the writer when the queue stops being empty.
+    queued: Notify,
+    /// Wakes `send_waiting` callers when the writer takes from a full
+    /// queue.
+    drained: Notify,
     rooms: Mutex<HashMap<String, RoomCursor>>,
     closing: CancellationToken,
     close_code: AtomicU16,
@@ -115,17 +125,17 @@ struct RoomCursor {
 }
 
 impl Conn {
-    pub fn new(
-        id: ConnId,
-        session_id: String,
-        user_id: String,
-        outbound: mpsc::Sender<Outbound>,
-    ) -> Conn {
+    /// A connection whose queue holds at most `capacity` frames (at least
+    /// one).
+    pub fn new(id: ConnId, session_id: String, user_id: String, capacity: usize) -> Conn {
         Conn {
             id,
             session_id,
             user_id,
-            outbound,
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            queued: Notify::new(),
+            drained: Notify::new(),
             rooms: Mutex::new(HashMap::new()),
             closing: CancellationToken::new(),
             close_code: AtomicU16::new(close::NORMAL),
@@ -136,17 +146,34 @@ impl Conn {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Outbound>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends to a queue known to have room, waking the writer if it was
+    /// empty.
+    fn push(&self, queue: &mut VecDeque<Outbound>, item: Outbound) {
+        queue.push_back(item);
+        if queue.len() == 1 {
+            self.queued.notify_one();
+        }
+    }
+
     /// Queues a frame. A full queue means the client does not keep up: the
     /// connection is closed with 1013 and the client will `resume`.
     pub fn send(&self, item: Outbound) {
         if self.closing.is_cancelled() {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(item) {
-            tracing::info!(session = %self.session_id, "send queue full, closing slow client");
-            metrics::counter!(crate::metrics::QUEUE_OVERFLOWS).increment(1);
-            self.close(close::TRY_AGAIN);
+        let mut queue = self.queue();
+        if queue.len() < self.capacity {
+            self.push(&mut queue, item);
+            return;
         }
+        drop(queue);
+        tracing::info!(session = %self.session_id, "send queue full, closing slow client");
+        metrics::counter!(crate::metrics::QUEUE_OVERFLOWS).increment(1);
+        self.close(close::TRY_AGAIN);
     }
 
     pub fn send_frame(&self, frame: Frame) {
@@ -161,9 +188,59 @@ impl Conn {
     /// the client's own request (resume), where waiting is the right
     /// back-pressure.
     pub async fn send_waiting(&self, frame: &Value) {
-        tokio::select! {
-            _ = self.outbound.send(Outbound::Frame(Frame::new(frame))) => {}
-            () = self.closing.cancelled() => {}
+        let mut item = Some(Outbound::Frame(Frame::new(frame)));
+        loop {
+            // Registered before the queue is looked at, so that a drain
+            // between the look and the wait still wakes this caller.
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut queue = self.queue();
+                if self.closing.is_cancelled() {
+                    return;
+                }
+                if queue.len() < self.capacity {
+                    if let Some(item) = item.take() {
+                        self.push(&mut queue, item);
+                    }
+                    return;
+                }
+            }
+            tokio::select! {
+                () = drained => {}
+                () = self.closing.cancelled() => return,
+            }
+        }
+    }
+
+    /// Takes the oldest queued item, if any (the writer's side).
+    pub fn next_queued(&self) -> Option<Outbound> {
+        let mut queue = self.queue();
+        let was_full = queue.len() >= self.capacity;
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            // Idle connections are the many: an emptied queue gives its
+            // memory back, at the price of one allocation per burst.
+            *queue = VecDeque::new();
+        }
+        drop(queue);
+        if was_full {
+            self.drained.notify_waiters();
+        }
+        item
+    }
+
+    /// Waits for the oldest queued item (the writer's side; one writer per
+    /// connection).
+    pub async fn queued(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.next_queued() {
+                return item;
+            }
+            // `notify_one` keeps a permit when the writer is not waiting
+            // yet, so a frame queued since the look above is not missed.
+            self.queued.notified().await;
         }
     }
 
@@ -283,14 +360,13 @@ pub fn close_reason(code: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    fn conn(capacity: usize) -> (Conn, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (Conn::new(1, "s".into(), "u".into(), tx), rx)
+    fn conn(capacity: usize) -> Conn {
+        Conn::new(1, "s".into(), "u".into(), capacity)
     }
 
-    fn texts(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+    fn texts(c: &Conn) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+        while let Some(Outbound::Frame(f)) = c.next_queued() {
             out.push(f.text.as_str().to_owned());
         }
         out
@@ -306,25 +382,25 @@ mod tests {
 
     #[test]
     fn messages_are_delivered_once_in_increasing_seq() {
-        let (c, mut rx) = conn(16);
+        let c = conn(16);
         c.add_room("r");
         for seq in [1, 2, 2, 1, 3] {
             c.deliver_message("r", seq, &frame(&seq.to_string()));
         }
         c.deliver_message("other", 9, &frame("x"));
-        assert_eq!(texts(&mut rx), ["1", "2", "3"]);
+        assert_eq!(texts(&c), ["1", "2", "3"]);
     }
 
     #[test]
     fn live_events_during_resume_follow_the_replay() {
-        let (c, mut rx) = conn(16);
+        let c = conn(16);
         c.add_room("r");
         assert!(c.begin_resume("r"));
         c.deliver_message("r", 6, &frame("6"));
         c.deliver_message("r", 5, &frame("5"));
         c.send_frame(frame("replayed 1..=5"));
         c.finish_resume("r", 5);
-        assert_eq!(texts(&mut rx), ["replayed 1..=5", "6"]);
+        assert_eq!(texts(&c), ["replayed 1..=5", "6"]);
         assert!(!c.begin_resume("not-a-member"));
     }
 
@@ -337,11 +413,75 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_with_1013() {
-        let (c, _rx) = conn(1);
+        let c = conn(1);
         c.send_frame(frame("a"));
         assert!(!c.is_closing());
         c.send_frame(frame("b"));
         assert!(c.is_closing());
         assert_eq!(c.close_code(), close::TRY_AGAIN);
+        assert_eq!(texts(&c), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn send_waiting_waits_for_the_writer_to_make_room() {
+        let c = std::sync::Arc::new(conn(1));
+        c.send_frame(frame("a"));
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move {
+                c.send_waiting(&serde_json::json!({"type": "history"}))
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(matches!(c.queued().await, Outbound::Frame(f) if f.text.as_str() == "a"));
+        waiting
+            .await
+            .expect("send_waiting finishes once there is room");
+        assert_eq!(texts(&c), [r#"{"type":"history"}"#]);
+        assert!(!c.is_closing());
+    }
+
+    #[tokio::test]
+    async fn send_waiting_gives_up_when_the_connection_closes() {
+        let c = std::sync::Arc::new(conn(1));
+        c.send_frame(frame("a"));
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move {
+                c.send_waiting(&serde_json::json!({"type": "history"}))
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        c.close(close::GOING_AWAY);
+        waiting.await.expect("send_waiting returns on close");
+        assert_eq!(texts(&c), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn the_writer_wakes_for_a_frame_queued_while_it_waits() {
+        let c = std::sync::Arc::new(conn(4));
+        let writer = tokio::spawn({
+            let c = c.clone();
+            async move { c.queued().await }
+        });
+        tokio::task::yield_now().await;
+        c.send_frame(frame("late"));
+        let item = writer.await.expect("the writer gets the frame");
+        assert!(matches!(item, Outbound::Frame(f) if f.text.as_str() == "late"));
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let c = conn(1024);
+        for i in 0..500 {
+            c.send_frame(frame(&i.to_string()));
+        }
+        assert!(c.queue().capacity() >= 500);
+        assert_eq!(texts(&c).len(), 500);
+        assert_eq!(c.queue().capacity(), 0);
+        assert!(!c.is_closing());
     }
 }

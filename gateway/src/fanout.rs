@@ -169,9 +169,18 @@ async fn user_event(state: &AppState, user_id: &str, event: UserEvent) {
             send_all(&state.hub.of_user(user_id), &frame);
         }
         user_event::Event::Disconnect(disconnect) => {
+            // The user's sessions changed: ask auth-service again.
+            state.revocations.forget(user_id);
             let code = u16::try_from(disconnect.close_code).unwrap_or(close::FORBIDDEN);
             for conn in state.hub.of_user(user_id) {
-                conn.close(code);
+                // No sessions named: every socket of the user.
+                if disconnect.session_ids.is_empty()
+                    || state
+                        .revocations
+                        .authenticated_with(conn.id, disconnect.session_ids.iter())
+                {
+                    conn.close(code);
+                }
             }
         }
     }

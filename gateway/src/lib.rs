@@ -10,6 +10,7 @@ pub mod error;
 pub mod fanout;
 pub mod hub;
 pub mod metrics;
+pub mod revocation;
 pub mod state;
 pub mod wire;
 
@@ -55,6 +56,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    config.jwt_keys.validate()?;
     chat_common::metrics::install();
     metrics::describe();
     let credential = ServiceAuth::new(config.service_token.clone())?;
@@ -62,6 +64,7 @@ pub async fn serve(
         &config.auth_addr,
         &config.message_addr,
         &config.presence_addr,
+        config.grpc_tls.as_ref(),
         credential,
     )?;
     let (subscriber, events) = config.backends.pubsub.subscriber().await?;
@@ -162,11 +165,11 @@ async fn drain_sockets(hub: &Hub, window: Duration) {
 const REVALIDATE_BATCH: usize = 1000;
 
 /// Every `revalidate_interval`, looks up the users of this gateway's
-/// sockets and closes those of disabled users with 4003 and of users that
-/// no longer exist with 4001. auth-service's `disconnect` events do this at
-/// once; this catches the ones pub/sub lost (it is at-most-once). While
-/// auth-service cannot answer, sockets stay open: an outage must not sign
-/// every user out.
+/// sockets and closes those of disabled users with 4003, and of users that
+/// no longer exist or sessions that were revoked with 4001.
+/// auth-service's `disconnect` events do this at once; this catches the
+/// ones pub/sub lost (it is at-most-once). While auth-service cannot
+/// answer, sockets stay open: an outage must not sign every user out.
 async fn revalidate(state: AppState, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(state.config.limits.revalidate_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,6 +205,24 @@ async fn revalidate(state: AppState, shutdown: Shutdown) {
                 for conn in state.hub.of_user(user_id) {
                     tracing::info!(user_id = %user_id, code, "closing the socket of a user no longer allowed");
                     conn.close(code);
+                }
+            }
+            let revoked = match revocation::fetch(&state, batch).await {
+                Ok(revoked) => revoked,
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "cannot re-validate sessions");
+                    break;
+                }
+            };
+            for (user_id, sessions) in &revoked {
+                for conn in state.hub.of_user(user_id) {
+                    if state
+                        .revocations
+                        .authenticated_with(conn.id, sessions.iter())
+                    {
+                        tracing::info!(user_id = %user_id, "closing a socket of a revoked session");
+                        conn.close(conn::close::UNAUTHORIZED);
+                    }
                 }
             }
         }

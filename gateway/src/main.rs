@@ -1,6 +1,7 @@
 //! The gateway binary: one replica of the WebSocket and HTTP front door.
 
 use anyhow::Context;
+use chat_common::token::KeySettings;
 use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
@@ -25,6 +26,20 @@ struct Args {
         hide_env_values = true
     )]
     jwt_secret: Secret,
+    /// The id of `JWT_SECRET` in tokens' `kid`, as auth-service has it;
+    /// unset: derived from the secret.
+    #[arg(long, env = "JWT_KEY_ID")]
+    jwt_key_id: Option<String>,
+    /// Previous keys still accepted, as auth-service has them:
+    /// comma-separated `kid:secret` pairs.
+    #[arg(
+        long,
+        env = "JWT_PREVIOUS_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    jwt_previous_keys: Secret,
     #[arg(
         long,
         env = "SERVICE_TOKEN",
@@ -66,12 +81,16 @@ struct Args {
     /// servers (a-z, 0-9, '_', '-'); the same on every process of it.
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
     namespace: Namespace,
+    #[command(flatten)]
+    grpc_tls: chat_common::grpc::ClientTlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let telemetry = chat_common::telemetry::init("gateway");
     let args = Args::parse();
+    // Before connecting to anything: a bad file fails the start at once.
+    let grpc_tls = args.grpc_tls.load()?;
     if args.jwt_secret.expose() == "insecure-dev-jwt-secret"
         || args.service_token.expose() == "insecure-dev-service-token"
     {
@@ -97,7 +116,12 @@ async fn main() -> anyhow::Result<()> {
         auth_addr: args.auth_addr,
         message_addr: args.message_addr,
         presence_addr: args.presence_addr,
-        jwt_secret: args.jwt_secret,
+        grpc_tls,
+        jwt_keys: KeySettings {
+            secret: args.jwt_secret,
+            key_id: args.jwt_key_id.filter(|id| !id.is_empty()),
+            previous: KeySettings::parse_previous(&args.jwt_previous_keys)?,
+        },
         service_token: args.service_token,
         backends: Backends::connect(args.redis_url.as_deref(), None, &args.namespace).await?,
         allowed_origins: args.allowed_origins,

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::clients::Services;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::revocation::Revocations;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -19,6 +20,8 @@ pub struct Inner {
     pub services: Services,
     pub keys: TokenKeys,
     pub hub: Hub,
+    /// Revoked sign-in sessions, and the session of each open socket.
+    pub revocations: Revocations,
     /// Set when shutting down: `/readyz` fails and upgrades are refused.
     pub draining: AtomicBool,
     /// The tasks of upgraded WebSockets, which the HTTP server no longer
@@ -36,12 +39,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, services: Services, hub: Hub) -> AppState {
-        let keys = TokenKeys::new(&config.jwt_secret);
+        let keys = TokenKeys::from_settings(&config.jwt_keys);
         AppState(Arc::new(Inner {
             config,
             services,
             keys,
             hub,
+            revocations: Revocations::default(),
             draining: AtomicBool::new(false),
             sockets: TaskTracker::new(),
             next_conn_id: AtomicU64::new(1),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chat_common::grpc::{ClientTls, ServerTls};
 use chat_common::{Backends, Secret};
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,11 @@ pub struct Config {
     /// auth-service (`http://host:port`): checks the access token of admin
     /// calls and names the users an admin adds to rooms.
     pub auth_addr: String,
+    /// TLS of the gRPC server (`GRPC_TLS_CERT`...); `None`: plaintext.
+    pub grpc_tls: Option<ServerTls>,
+    /// TLS of the calls to auth-service (`GRPC_TLS_CA`...); `None`:
+    /// plaintext.
+    pub auth_tls: Option<ClientTls>,
 }
 
 impl Config {
@@ -43,6 +49,8 @@ impl Config {
             max_text_chars: Self::DEFAULT_MAX_TEXT_CHARS,
             max_attachment_bytes: Self::DEFAULT_MAX_ATTACHMENT_BYTES,
             auth_addr: Self::DEFAULT_AUTH_ADDR.to_owned(),
+            grpc_tls: None,
+            auth_tls: None,
         }
     }
 }

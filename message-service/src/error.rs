@@ -23,7 +23,8 @@ pub enum Error {
     Muted,
     #[error("{0}")]
     TooLarge(String),
-    /// A backend other than the database (pub/sub, auth-service) failed.
+    /// A backend is out of reach (pub/sub, auth-service, or the database
+    /// while it is down or restarting): the client may retry.
     #[error("{0}")]
     Unavailable(String),
     /// The storage backend failed; never shown to clients.
@@ -63,7 +64,29 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
+        if is_connection_failure(&error) {
+            // Logged here: the client only learns that it may retry.
+            tracing::warn!(error = %Chain(&error), "the database is unavailable");
+            return Error::Unavailable("the database is unavailable, try again".into());
+        }
         Error::Storage(Box::new(error))
+    }
+}
+
+/// Whether `error` means the database could not be reached or went away
+/// (rather than rejecting the request): no connection within the pool's
+/// acquire timeout, a broken connection, or the server shutting down or
+/// starting up (SQLSTATE class 08, 57P01..57P03).
+fn is_connection_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -101,6 +124,22 @@ mod tests {
     fn internal_errors_are_opaque_to_clients() {
         let status = Status::from(Error::Internal("SELECT * FROM secrets".into()));
         assert_eq!(status.message(), "internal error");
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_internal() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let status = Status::from(Error::from(error));
+            assert_eq!(ErrorCode::from_status(&status), ErrorCode::Unavailable);
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert_eq!(status.message(), "the database is unavailable, try again");
+        }
+        let status = Status::from(Error::from(sqlx::Error::RowNotFound));
         assert_eq!(ErrorCode::from_status(&status), ErrorCode::Internal);
     }
 

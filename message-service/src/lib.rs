@@ -92,8 +92,12 @@ pub async fn serve(
     };
     let relay = tokio::spawn(relay.run(relay_stop.clone()));
 
-    let admin_guard = AdminGuard::new(&config.auth_addr, service_auth.clone())
-        .context("invalid auth-service address (AUTH_ADDR)")?;
+    let admin_guard = AdminGuard::new(
+        &config.auth_addr,
+        config.auth_tls.as_ref(),
+        service_auth.clone(),
+    )
+    .context("invalid auth-service address (AUTH_ADDR)")?;
     let mut routes = RoutesBuilder::default();
     routes.add_service(InterceptedService::new(
         MessageServiceServer::new(MessageApi::new(state.clone())),
@@ -120,6 +124,7 @@ pub async fn serve(
         // while it is down. Redis neither: losing it only pauses live
         // fan-out, which clients recover with `resume`.
         vec![db::probe(pool.clone())],
+        config.grpc_tls.as_ref(),
     )
     .await;
     relay_stop.cancel();

@@ -61,12 +61,19 @@ struct Args {
     /// unset serves none.
     #[arg(long, env = "METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    grpc_tls: chat_common::grpc::ServerTlsArgs,
+    #[command(flatten)]
+    auth_tls: chat_common::grpc::ClientTlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let telemetry = telemetry::init("message-service");
+    // Before connecting to anything: a bad file fails the start at once.
+    let grpc_tls = args.grpc_tls.load()?;
+    let auth_tls = args.auth_tls.load()?;
     if args.service_token.expose() == DEV_SERVICE_TOKEN {
         tracing::warn!(
             "SERVICE_TOKEN is the insecure development default: anyone who can reach this port can act as any user; \
@@ -90,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
         max_text_chars: args.max_text_chars,
         max_attachment_bytes: args.max_attachment_bytes,
         auth_addr: args.auth_addr,
+        grpc_tls,
+        auth_tls,
     };
     let stop = Shutdown::new();
     shutdown::cancel_on_signal(stop.clone());

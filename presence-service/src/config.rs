@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chat_common::grpc::{ClientTls, ServerTls};
 use chat_common::{Backends, Secret};
 
 /// How long a connection lives without a heartbeat.
@@ -25,6 +26,11 @@ pub struct Config {
     /// auth-service (`http://host:port`), which checks the access token of
     /// admin calls.
     pub auth_addr: String,
+    /// TLS of the gRPC server (`GRPC_TLS_CERT`...); `None`: plaintext.
+    pub grpc_tls: Option<ServerTls>,
+    /// TLS of the calls to auth-service (`GRPC_TLS_CA`...); `None`:
+    /// plaintext.
+    pub auth_tls: Option<ClientTls>,
 }
 
 impl Config {
@@ -36,6 +42,8 @@ impl Config {
             connection_ttl: DEFAULT_CONNECTION_TTL,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             auth_addr: DEFAULT_AUTH_ADDR.to_owned(),
+            grpc_tls: None,
+            auth_tls: None,
         }
     }
 

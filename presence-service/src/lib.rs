@@ -97,8 +97,12 @@ pub async fn serve_with_store(
         tasks_shutdown.clone(),
     ));
 
-    let admin_guard = AdminGuard::new(&config.auth_addr, service_auth.clone())
-        .context("invalid auth-service address (AUTH_ADDR)")?;
+    let admin_guard = AdminGuard::new(
+        &config.auth_addr,
+        config.auth_tls.as_ref(),
+        service_auth.clone(),
+    )
+    .context("invalid auth-service address (AUTH_ADDR)")?;
     let mut routes = RoutesBuilder::default();
     routes.add_service(InterceptedService::new(
         PresenceServiceServer::new(api::grpc::PresenceApi::new(app.clone())),
@@ -120,6 +124,7 @@ pub async fn serve_with_store(
         routes,
         &[SERVICE_NAME, ADMIN_SERVICE_NAME],
         probes,
+        config.grpc_tls.as_ref(),
     )
     .await;
 

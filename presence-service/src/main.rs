@@ -49,6 +49,10 @@ struct Args {
     /// unset serves none.
     #[arg(long, env = "METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    grpc_tls: chat_common::grpc::ServerTlsArgs,
+    #[command(flatten)]
+    auth_tls: chat_common::grpc::ClientTlsArgs,
 }
 
 /// The store named by the arguments: Redis when a URL is given, so that
@@ -75,6 +79,9 @@ async fn store(args: &Args) -> anyhow::Result<Arc<dyn PresenceStore>> {
 async fn main() -> anyhow::Result<()> {
     let telemetry = chat_common::telemetry::init("presence-service");
     let args = Args::parse();
+    // Before connecting to anything: a bad file fails the start at once.
+    let grpc_tls = args.grpc_tls.load()?;
+    let auth_tls = args.auth_tls.load()?;
     if args.service_token.expose() == DEV_SERVICE_TOKEN {
         tracing::warn!(
             "SERVICE_TOKEN is the insecure development default: any process that knows it \
@@ -93,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
     );
     config.connection_ttl = Duration::from_secs(args.ttl_s);
     config.auth_addr = args.auth_addr;
+    config.grpc_tls = grpc_tls;
+    config.auth_tls = auth_tls;
 
     let shutdown = Shutdown::new();
     chat_common::shutdown::cancel_on_signal(shutdown.clone());

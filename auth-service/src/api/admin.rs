@@ -129,7 +129,12 @@ impl AdminApi {
         );
         if request.disabled {
             self.api
-                .disconnect_sockets(&user.id, super::CLOSE_DISABLED, "account disabled")
+                .disconnect_sockets(
+                    &user.id,
+                    super::CLOSE_DISABLED,
+                    "account disabled",
+                    Vec::new(),
+                )
                 .await;
         }
         self.reload(&user.id).await

@@ -13,8 +13,9 @@ use chat_common::pubsub::channels;
 use chat_common::token::TokenError;
 use chat_proto::auth::v1::auth_service_server::AuthService;
 use chat_proto::auth::v1::{
-    AuthResponse, ChangePasswordRequest, ChangePasswordResponse, GetUserRequest, GetUsersRequest,
-    GetUsersResponse, LoginRequest, LogoutRequest, LogoutResponse, RefreshRequest, RegisterRequest,
+    AuthResponse, ChangePasswordRequest, ChangePasswordResponse, GetRevokedSessionsRequest,
+    GetRevokedSessionsResponse, GetUserRequest, GetUsersRequest, GetUsersResponse, LoginRequest,
+    LogoutRequest, LogoutResponse, RefreshRequest, RegisterRequest, RevokedSessions,
     SearchUsersRequest, SearchUsersResponse, UpdateProfileRequest, User as PbUser,
     ValidateTokenRequest, ValidateTokenResponse,
 };
@@ -42,8 +43,12 @@ pub const CLOSE_SIGNED_OUT: u32 = 4001;
 /// Search results per call when the request says 0.
 pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
 pub const MAX_SEARCH_LIMIT: u32 = 100;
-/// Ids per `GetUsers` call.
+/// Ids per `GetUsers` and `GetRevokedSessions` call.
 pub const MAX_GET_USERS: usize = 1000;
+
+/// How much longer than its lifetime an access token may be accepted: the
+/// verifiers' leeway (5 s) and clock skew between hosts, with room to spare.
+const ACCESS_TOKEN_SLACK_MS: i64 = 60_000;
 
 #[derive(Clone)]
 pub struct AuthApi {
@@ -59,20 +64,28 @@ impl AuthApi {
     async fn sign_in(&self, user: User) -> Result<AuthResponse, AuthError> {
         let refresh = RefreshToken::generate();
         let now = now_ms();
+        let family_id = uuid::Uuid::now_v7().to_string();
         self.state
             .store
             .insert_refresh_token(NewRefreshToken {
                 hash: refresh.hash(),
-                family_id: uuid::Uuid::now_v7().to_string(),
+                family_id: family_id.clone(),
                 user_id: user.id.clone(),
                 expires_at_ms: self.refresh_expiry(now),
                 created_at_ms: now,
             })
             .await?;
-        self.auth_response(user, refresh)
+        self.auth_response(user, refresh, &family_id)
     }
 
-    fn auth_response(&self, user: User, refresh: RefreshToken) -> Result<AuthResponse, AuthError> {
+    /// The access token of sign-in session `family_id` and its refresh
+    /// token.
+    fn auth_response(
+        &self,
+        user: User,
+        refresh: RefreshToken,
+        family_id: &str,
+    ) -> Result<AuthResponse, AuthError> {
         let identity = Identity {
             user_id: user.id.clone(),
             username: user.username.as_str().to_owned(),
@@ -81,7 +94,12 @@ impl AuthApi {
         let access_token = self
             .state
             .keys
-            .sign(&identity, user.role.as_str(), self.state.access_token_ttl_s)
+            .sign(
+                &identity,
+                user.role.as_str(),
+                family_id,
+                self.state.access_token_ttl_s,
+            )
             .map_err(|e| AuthError::internal("signing an access token", e))?;
         Ok(AuthResponse {
             user: Some(user_to_proto(user)),
@@ -115,15 +133,24 @@ impl AuthApi {
         self.verify(password, hash).await.map(|_| ())
     }
 
-    /// Tells every gateway to close the user's sockets with `close_code`.
-    /// Best effort: pub/sub is at-most-once, and the gateways' periodic
-    /// re-validation catches what this misses.
-    async fn disconnect_sockets(&self, user_id: &str, close_code: u32, reason: &str) {
+    /// Tells every gateway to close the user's sockets with `close_code`:
+    /// those of the sign-in sessions `session_ids`, or all when it is
+    /// empty; gateways also forget what they cached of the user's revoked
+    /// sessions. Best effort: pub/sub is at-most-once, and the gateways'
+    /// periodic re-validation catches what this misses.
+    async fn disconnect_sockets(
+        &self,
+        user_id: &str,
+        close_code: u32,
+        reason: &str,
+        session_ids: Vec<String>,
+    ) {
         let event = UserEvent {
             user_id: user_id.to_owned(),
             event: Some(user_event::Event::Disconnect(ForceDisconnect {
                 close_code,
                 reason: reason.to_owned(),
+                session_ids,
             })),
         };
         let channel = channels::user(user_id);
@@ -245,6 +272,15 @@ impl AuthApi {
             Rotation::Rotated { user_id, family_id } => (user_id, family_id),
             Rotation::Reused { family_id } => {
                 tracing::warn!(%family_id, "spent refresh token presented again; family revoked");
+                if let Some(owner) = self.state.store.refresh_token_owner(&presented).await? {
+                    self.disconnect_sockets(
+                        &owner,
+                        CLOSE_SIGNED_OUT,
+                        "session revoked",
+                        vec![family_id],
+                    )
+                    .await;
+                }
                 return Err(AuthError::BadRefreshToken);
             }
             Rotation::Invalid => {
@@ -268,16 +304,52 @@ impl AuthApi {
             self.state.store.revoke_family(&family_id, now).await?;
             return Err(AuthError::Disabled);
         }
-        self.auth_response(user, next)
+        self.auth_response(user, next, &family_id)
     }
 
+    /// Ends the refresh token's session, or with `everywhere` every session
+    /// of its owner, which then needs the token to be live: a spent or
+    /// revoked one, as a thief may hold, cannot sign its owner out.
     async fn logout(&self, request: LogoutRequest) -> Result<LogoutResponse, AuthError> {
-        if !request.refresh_token.is_empty() {
+        let session = if request.refresh_token.is_empty() {
+            None
+        } else {
             let hash = RefreshToken::presented(&request.refresh_token).hash();
             self.state
                 .store
-                .revoke_refresh_token(&hash, now_ms())
+                .refresh_token_session(&hash, now_ms())
+                .await?
+        };
+        if request.everywhere {
+            let Some(session) = session.filter(|s| s.live) else {
+                return Err(AuthError::BadRefreshToken);
+            };
+            Span::current().record("user_id", session.user_id.as_str());
+            self.state
+                .store
+                .revoke_user_sessions(&session.user_id, now_ms())
                 .await?;
+            tracing::info!("signed out everywhere");
+            self.disconnect_sockets(
+                &session.user_id,
+                CLOSE_SIGNED_OUT,
+                "signed out everywhere",
+                Vec::new(),
+            )
+            .await;
+        } else if let Some(session) = session {
+            Span::current().record("user_id", session.user_id.as_str());
+            self.state
+                .store
+                .revoke_family(&session.family_id, now_ms())
+                .await?;
+            self.disconnect_sockets(
+                &session.user_id,
+                CLOSE_SIGNED_OUT,
+                "signed out",
+                vec![session.family_id],
+            )
+            .await;
         }
         Ok(LogoutResponse {})
     }
@@ -313,8 +385,8 @@ impl AuthApi {
         {
             return Err(AuthError::UnknownActingUser);
         }
-        tracing::info!("password changed; refresh tokens revoked");
-        self.disconnect_sockets(&user.id, CLOSE_SIGNED_OUT, "password changed")
+        tracing::info!("password changed; sessions revoked");
+        self.disconnect_sockets(&user.id, CLOSE_SIGNED_OUT, "password changed", Vec::new())
             .await;
         Ok(ChangePasswordResponse {})
     }
@@ -350,6 +422,36 @@ impl AuthApi {
             .map(user_to_proto)
             .collect();
         Ok(GetUsersResponse { users })
+    }
+
+    async fn get_revoked_sessions(
+        &self,
+        request: GetRevokedSessionsRequest,
+    ) -> Result<GetRevokedSessionsResponse, AuthError> {
+        if request.user_ids.len() > MAX_GET_USERS {
+            return Err(AuthError::TooManyIds(MAX_GET_USERS));
+        }
+        let issued_since = now_ms()
+            .saturating_sub(self.state.access_token_ttl_s.saturating_mul(1000))
+            .saturating_sub(ACCESS_TOKEN_SLACK_MS);
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for (user_id, session_id) in self
+            .state
+            .store
+            .revoked_sessions(&request.user_ids, issued_since)
+            .await?
+        {
+            by_user.entry(user_id).or_default().push(session_id);
+        }
+        Ok(GetRevokedSessionsResponse {
+            users: by_user
+                .into_iter()
+                .map(|(user_id, session_ids)| RevokedSessions {
+                    user_id,
+                    session_ids,
+                })
+                .collect(),
+        })
     }
 
     async fn update_profile(
@@ -396,8 +498,8 @@ impl AuthApi {
         })
     }
 
-    /// The current database row of an access token's user: refuses a bad
-    /// or expired token, a deleted user and a disabled one.
+    /// The current database row of an access token's user: refuses a bad,
+    /// expired or revoked token, a deleted user and a disabled one.
     async fn user_of_token(&self, access_token: &str) -> Result<User, AuthError> {
         let claims = self.state.keys.verify(access_token).map_err(|e| match e {
             TokenError::Expired => AuthError::AccessTokenExpired,
@@ -410,8 +512,12 @@ impl AuthApi {
             .user_by_id(&claims.sub)
             .await?
             .ok_or(AuthError::BadAccessToken)?;
+        // Disabling revokes every session too; say the more useful thing.
         if user.disabled {
             return Err(AuthError::Disabled);
+        }
+        if self.state.store.is_session_revoked(&claims.sid).await? {
+            return Err(AuthError::BadAccessToken);
         }
         Ok(user)
     }
@@ -478,7 +584,7 @@ impl AuthService for AuthApi {
         reply(AuthApi::refresh(self, request.into_inner()).await)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
     async fn logout(
         &self,
         request: Request<LogoutRequest>,
@@ -533,5 +639,13 @@ impl AuthService for AuthApi {
         request: Request<ValidateTokenRequest>,
     ) -> Result<Response<ValidateTokenResponse>, Status> {
         reply(AuthApi::validate_token(self, request.into_inner()).await)
+    }
+
+    #[tracing::instrument(skip_all, fields(count = request.get_ref().user_ids.len()))]
+    async fn get_revoked_sessions(
+        &self,
+        request: Request<GetRevokedSessionsRequest>,
+    ) -> Result<Response<GetRevokedSessionsResponse>, Status> {
+        reply(AuthApi::get_revoked_sessions(self, request.into_inner()).await)
     }
 }

@@ -55,6 +55,16 @@ pub enum Rotation {
     Invalid,
 }
 
+/// The sign-in session of a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSession {
+    pub user_id: String,
+    /// The refresh-token family: the `sid` of the session's access tokens.
+    pub family_id: String,
+    /// Neither spent, revoked nor expired.
+    pub live: bool,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Creates a user; [`StoreError::UsernameTaken`] when the name exists.
@@ -125,12 +135,29 @@ pub trait UserStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Rotation, StoreError>;
 
-    /// Revokes one token; unknown or already revoked tokens are fine.
-    async fn revoke_refresh_token(
+    /// The sign-in session a refresh token belongs to, whatever the
+    /// token's state; `None` for a token never issued.
+    async fn refresh_token_session(
         &self,
         hash: &RefreshTokenHash,
         now_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<TokenSession>, StoreError>;
+
+    /// Revokes every refresh token of the user: ends all their sessions.
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// `(user id, session id)` of the revoked sessions of `user_ids` that
+    /// issued a token at or after `issued_since_ms`: the only revoked
+    /// sessions whose access tokens may still be unexpired. In no
+    /// particular order, each pair once.
+    async fn revoked_sessions(
+        &self,
+        user_ids: &[String],
+        issued_since_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Whether the session (refresh-token family) has been revoked.
+    async fn is_session_revoked(&self, family_id: &str) -> Result<bool, StoreError>;
 
     /// The user a refresh token was issued to, whatever its state (live,
     /// spent, revoked or expired); `None` for a token never issued.

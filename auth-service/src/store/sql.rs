@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use super::{NewRefreshToken, NewUser, Rotation, StoreError, UserStore};
+use super::{NewRefreshToken, NewUser, Rotation, StoreError, TokenSession, UserStore};
 use crate::domain::{DisplayName, PasswordHash, RefreshTokenHash, Role, User, Username};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -358,19 +358,76 @@ impl UserStore for SqlUserStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn revoke_refresh_token(
+    async fn refresh_token_session(
         &self,
         hash: &RefreshTokenHash,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
+    ) -> Result<Option<TokenSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, family_id, used_at, revoked_at, expires_at \
+             FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(hash.as_str())
-        .bind(now_ms)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        Ok(Some(TokenSession {
+            user_id: row.try_get("user_id")?,
+            family_id: row.try_get("family_id")?,
+            live: used_at.is_none() && revoked_at.is_none() && expires_at > now_ms,
+        }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        revoke_user_tokens(&mut conn, user_id, now_ms).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(count = user_ids.len()))]
+    async fn revoked_sessions(
+        &self,
+        user_ids: &[String],
+        issued_since_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut sessions = Vec::new();
+        for chunk in user_ids.chunks(IDS_PER_QUERY) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            // A session's access tokens are issued with its refresh tokens,
+            // and revoking a session marks all of its refresh tokens, so a
+            // revoked token created recently names a session whose access
+            // tokens may still run. Only placeholders are spliced in.
+            let sql = format!(
+                "SELECT DISTINCT user_id, family_id FROM refresh_tokens \
+                 WHERE created_at >= $1 AND revoked_at IS NOT NULL AND user_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(issued_since_ms);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                sessions.push((row.try_get("user_id")?, row.try_get("family_id")?));
+            }
+        }
+        Ok(sessions)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(family_id = %family_id))]
+    async fn is_session_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS revoked FROM refresh_tokens \
+             WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+        )
+        .bind(family_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -9,5 +9,6 @@ mod helpers;
 mod server;
 mod store_contract;
 mod throttle;
+mod tls;
 mod tokens;
 mod users;

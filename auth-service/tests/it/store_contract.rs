@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chat_auth_service::domain::{DisplayName, PasswordHash, RefreshToken, Role, Username};
 use chat_auth_service::store::{
-    NewRefreshToken, NewUser, Rotation, SqlUserStore, StoreError, UserStore, migrations,
+    NewRefreshToken, NewUser, Rotation, SqlUserStore, StoreError, TokenSession, UserStore,
+    migrations,
 };
 use chat_common::db::now_ms;
 use sqlx::{Connection, Executor};
@@ -140,6 +141,8 @@ contract!(
     search_is_by_prefix_in_byte_order,
     lists_are_paged_after_a_username,
     refresh_tokens_know_their_owner,
+    refresh_tokens_know_their_session,
+    revoked_sessions_are_listed_while_their_access_tokens_may_run,
     profile_password_role_and_disabled_updates,
     rotation_spends_once_and_reuse_revokes_the_family,
     expired_and_revoked_tokens_do_not_rotate,
@@ -392,6 +395,104 @@ async fn rotation_spends_once_and_reuse_revokes_the_family(
     Ok(())
 }
 
+async fn refresh_tokens_know_their_session(store: &dyn UserStore) -> anyhow::Result<()> {
+    let alice = store.create_user(new_user("alice")?).await?;
+    let now = now_ms();
+    let (first, record) = new_token(&alice.id, "family", now + HOUR_MS);
+    store.insert_refresh_token(record).await?;
+    let session = |live| {
+        Some(TokenSession {
+            user_id: alice.id.clone(),
+            family_id: "family".into(),
+            live,
+        })
+    };
+    assert_eq!(
+        store.refresh_token_session(&first.hash(), now).await?,
+        session(true)
+    );
+    // Past its expiry, spent, or revoked: the same session, not live.
+    assert_eq!(
+        store
+            .refresh_token_session(&first.hash(), now + HOUR_MS)
+            .await?,
+        session(false)
+    );
+    let second = RefreshToken::generate();
+    store
+        .rotate_refresh_token(&first.hash(), &second.hash(), now + HOUR_MS, now)
+        .await?;
+    assert_eq!(
+        store.refresh_token_session(&first.hash(), now).await?,
+        session(false)
+    );
+    assert_eq!(
+        store.refresh_token_session(&second.hash(), now).await?,
+        session(true)
+    );
+    assert!(!store.is_session_revoked("family").await?);
+    store.revoke_family("family", now).await?;
+    assert_eq!(
+        store.refresh_token_session(&second.hash(), now).await?,
+        session(false)
+    );
+    assert!(store.is_session_revoked("family").await?);
+    assert!(!store.is_session_revoked("no-such-family").await?);
+    assert_eq!(
+        store
+            .refresh_token_session(&RefreshToken::generate().hash(), now)
+            .await?,
+        None
+    );
+    Ok(())
+}
+
+async fn revoked_sessions_are_listed_while_their_access_tokens_may_run(
+    store: &dyn UserStore,
+) -> anyhow::Result<()> {
+    let alice = store.create_user(new_user("alice")?).await?;
+    let bob = store.create_user(new_user("bob")?).await?;
+    let now = now_ms();
+    // An old session, a recent one, a live one; and bob's.
+    let (_, mut old) = new_token(&alice.id, "old", now + HOUR_MS);
+    old.created_at_ms = now - HOUR_MS;
+    store.insert_refresh_token(old).await?;
+    for (user, family) in [(&alice, "recent"), (&alice, "live"), (&bob, "bobs")] {
+        let (_, record) = new_token(&user.id, family, now + HOUR_MS);
+        store.insert_refresh_token(record).await?;
+    }
+    let ids = vec![alice.id.clone(), bob.id.clone()];
+    assert_eq!(store.revoked_sessions(&ids, now - 1000).await?, Vec::new());
+
+    store.revoke_family("old", now).await?;
+    store.revoke_family("recent", now).await?;
+    // The old session issued nothing since the cut-off: its access tokens
+    // have expired, so it is left out.
+    assert_eq!(
+        store.revoked_sessions(&ids, now - 1000).await?,
+        [(alice.id.clone(), "recent".to_owned())]
+    );
+    assert_eq!(
+        store
+            .revoked_sessions(std::slice::from_ref(&bob.id), now - 1000)
+            .await?,
+        Vec::new()
+    );
+    store.revoke_user_sessions(&alice.id, now).await?;
+    let mut revoked = store.revoked_sessions(&ids, now - 1000).await?;
+    revoked.sort();
+    assert_eq!(
+        revoked,
+        [
+            (alice.id.clone(), "live".to_owned()),
+            (alice.id.clone(), "recent".to_owned())
+        ]
+    );
+    assert!(store.is_session_revoked("old").await?);
+    assert!(!store.is_session_revoked("bobs").await?);
+    Ok(())
+}
+
 async fn expired_and_revoked_tokens_do_not_rotate(store: &dyn UserStore) -> anyhow::Result<()> {
     let alice = store.create_user(new_user("alice")?).await?;
     let now = now_ms();
@@ -399,11 +500,9 @@ async fn expired_and_revoked_tokens_do_not_rotate(store: &dyn UserStore) -> anyh
     store.insert_refresh_token(record).await?;
     let (revoked, record) = new_token(&alice.id, "f2", now + HOUR_MS);
     store.insert_refresh_token(record).await?;
-    store.revoke_refresh_token(&revoked.hash(), now).await?;
-    store.revoke_refresh_token(&revoked.hash(), now).await?;
-    store
-        .revoke_refresh_token(&RefreshToken::presented("unknown").hash(), now)
-        .await?;
+    store.revoke_family("f2", now).await?;
+    store.revoke_family("f2", now).await?;
+    store.revoke_family("unknown", now).await?;
 
     for token in [&expired, &revoked, &RefreshToken::presented("unknown")] {
         let next = RefreshToken::generate();

@@ -277,7 +277,14 @@ impl TestSystem {
             auth_addr: format!("http://{}", system.auth_addr),
             message_addr: format!("http://{}", system.message_addr),
             presence_addr: format!("http://{}", system.presence_addr),
-            jwt_secret: chat_common::config::load_or_create_secret(&dir.path().join("jwt-secret"))?,
+            grpc_tls: None,
+            jwt_keys: options.jwt_keys.clone().map_or_else(
+                || {
+                    chat_common::config::load_or_create_secret(&dir.path().join("jwt-secret"))
+                        .map(Into::into)
+                },
+                Ok,
+            )?,
             service_token: system.service_token.clone(),
             backends: Backends::connect(Some(&redis_url()), None, &namespace).await?,
             allowed_origins: Vec::new(),

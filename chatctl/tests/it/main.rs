@@ -9,4 +9,5 @@ mod presence;
 mod python;
 mod rooms;
 mod support;
+mod tls;
 mod users;

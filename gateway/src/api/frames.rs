@@ -50,6 +50,90 @@ async fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
     conn.send_waiting(&frame).await;
 }
 
+/// A client frame that parsed and passed validation, ready to act on.
+#[derive(Debug)]
+pub enum ClientFrame {
+    Send(SendFrame),
+    Edit(EditFrame),
+    Delete(SeqFrame),
+    History(HistoryFrame),
+    Resume(ResumeFrame),
+    Typing(RoomFrame),
+    Read(SeqFrame),
+    Join(RoomFrame),
+    Leave(RoomFrame),
+    Presence(PresenceFrame),
+    Ping,
+}
+
+/// One received text decoded: the frame, or the `error` frame's error.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The client's `ref`, echoed in the reply.
+    pub reference: Option<Value>,
+    /// The frame's `type`, when it has a string one (for the metrics).
+    pub kind: Option<String>,
+    pub frame: ApiResult<ClientFrame>,
+}
+
+/// Turns a received text into a client frame or the error to reply with.
+/// Pure: everything the client sends is checked here before any service
+/// is called (public for fuzzing).
+pub fn decode(text: &str) -> Decoded {
+    let invalid = |reference, error| Decoded {
+        reference,
+        kind: None,
+        frame: Err(error),
+    };
+    let mut fields = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => return invalid(None, ApiError::invalid("a frame must be a JSON object")),
+        Err(e) => return invalid(None, ApiError::invalid(format!("malformed JSON: {e}"))),
+    };
+    let reference = fields.remove("ref");
+    let kind = match fields.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => {
+            return invalid(
+                reference,
+                ApiError::invalid("a frame needs a string \"type\""),
+            );
+        }
+    };
+    let frame = client_frame(&kind, fields);
+    Decoded {
+        reference,
+        kind: Some(kind),
+        frame,
+    }
+}
+
+fn client_frame(kind: &str, fields: Map<String, Value>) -> ApiResult<ClientFrame> {
+    Ok(match kind {
+        "send" => ClientFrame::Send(parse(kind, fields)?),
+        "edit" => ClientFrame::Edit(parse(kind, fields)?),
+        "delete" => ClientFrame::Delete(parse(kind, fields)?),
+        "history" => ClientFrame::History(parse(kind, fields)?),
+        "resume" => ClientFrame::Resume(parse(kind, fields)?),
+        "typing" => ClientFrame::Typing(parse(kind, fields)?),
+        "read" => ClientFrame::Read(parse(kind, fields)?),
+        "join" => ClientFrame::Join(parse(kind, fields)?),
+        "leave" => ClientFrame::Leave(parse(kind, fields)?),
+        "presence" => {
+            let frame: PresenceFrame = parse(kind, fields)?;
+            if frame.user_ids.len() > MAX_PRESENCE_QUERY {
+                return Err(ApiError::invalid(format!(
+                    "at most {MAX_PRESENCE_QUERY} user_ids per query"
+                )));
+            }
+            ClientFrame::Presence(frame)
+        }
+        "ping" => ClientFrame::Ping,
+        "auth" => return Err(ApiError::invalid("already authenticated")),
+        other => return Err(ApiError::invalid(format!("unknown frame type \"{other}\""))),
+    })
+}
+
 /// Handles one text frame to completion (frames of a connection are
 /// handled in the order sent). Each frame is a trace of its own (no parent:
 /// a connection lasts hours), whose gRPC calls carry it to the services.
@@ -60,39 +144,23 @@ async fn reply(conn: &Conn, reference: Option<&Value>, mut frame: Value) {
     fields(otel.kind = "server", user = %ctx.identity.user_id, frame = tracing::field::Empty),
 )]
 pub async fn handle(ctx: &Context<'_>, text: &str) {
-    let mut fields = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => {
-            crate::metrics::frame_in_invalid();
-            return send_error(
-                ctx.conn,
-                None,
-                &ApiError::invalid("a frame must be a JSON object"),
-            )
-            .await;
+    let Decoded {
+        reference,
+        kind,
+        frame,
+    } = decode(text);
+    match &kind {
+        Some(kind) => {
+            crate::metrics::frame_in(kind);
+            tracing::Span::current().record("frame", kind.as_str());
         }
-        Err(e) => {
-            crate::metrics::frame_in_invalid();
-            return send_error(
-                ctx.conn,
-                None,
-                &ApiError::invalid(format!("malformed JSON: {e}")),
-            )
-            .await;
-        }
+        None => crate::metrics::frame_in_invalid(),
+    }
+    let result = match frame {
+        Ok(frame) => dispatch(ctx, frame, reference.as_ref()).await,
+        Err(error) => Err(error),
     };
-    let reference = fields.remove("ref");
-    let kind = match fields.remove("type") {
-        Some(Value::String(kind)) => kind,
-        _ => {
-            crate::metrics::frame_in_invalid();
-            let error = ApiError::invalid("a frame needs a string \"type\"");
-            return send_error(ctx.conn, reference.as_ref(), &error).await;
-        }
-    };
-    crate::metrics::frame_in(&kind);
-    tracing::Span::current().record("frame", kind.as_str());
-    if let Err(error) = dispatch(ctx, &kind, fields, reference.as_ref()).await {
+    if let Err(error) = result {
         send_error(ctx.conn, reference.as_ref(), &error).await;
     }
 }
@@ -104,20 +172,18 @@ fn parse<T: DeserializeOwned>(kind: &str, fields: Map<String, Value>) -> ApiResu
 
 async fn dispatch(
     ctx: &Context<'_>,
-    kind: &str,
-    fields: Map<String, Value>,
+    frame: ClientFrame,
     reference: Option<&Value>,
 ) -> ApiResult<()> {
-    match kind {
-        "send" => send(ctx, parse(kind, fields)?, reference).await,
-        "edit" => edit(ctx, parse(kind, fields)?, reference).await,
-        "delete" => delete(ctx, parse(kind, fields)?, reference).await,
-        "history" => history(ctx, parse(kind, fields)?, reference).await,
-        "resume" => resume(ctx, parse(kind, fields)?, reference).await,
-        "typing" => typing(ctx, parse(kind, fields)?, reference).await,
-        "read" => read(ctx, parse(kind, fields)?, reference).await,
-        "join" => {
-            let RoomFrame { room } = parse(kind, fields)?;
+    match frame {
+        ClientFrame::Send(frame) => send(ctx, frame, reference).await,
+        ClientFrame::Edit(frame) => edit(ctx, frame, reference).await,
+        ClientFrame::Delete(frame) => delete(ctx, frame, reference).await,
+        ClientFrame::History(frame) => history(ctx, frame, reference).await,
+        ClientFrame::Resume(frame) => resume(ctx, frame, reference).await,
+        ClientFrame::Typing(frame) => typing(ctx, frame, reference).await,
+        ClientFrame::Read(frame) => read(ctx, frame, reference).await,
+        ClientFrame::Join(RoomFrame { room }) => {
             let room = http::join(ctx.state, &ctx.identity, room).await?;
             reply(
                 ctx.conn,
@@ -127,29 +193,26 @@ async fn dispatch(
             .await;
             Ok(())
         }
-        "leave" => {
-            let RoomFrame { room } = parse(kind, fields)?;
+        ClientFrame::Leave(RoomFrame { room }) => {
             http::leave(ctx.state, &ctx.identity, room.clone()).await?;
             reply(ctx.conn, reference, json!({"type": "ack", "room": room})).await;
             Ok(())
         }
-        "presence" => presence_query(ctx, parse(kind, fields)?, reference).await,
-        "ping" => {
+        ClientFrame::Presence(frame) => presence_query(ctx, frame, reference).await,
+        ClientFrame::Ping => {
             reply(ctx.conn, reference, json!({"type": "pong"})).await;
             Ok(())
         }
-        "auth" => Err(ApiError::invalid("already authenticated")),
-        other => Err(ApiError::invalid(format!("unknown frame type \"{other}\""))),
     }
 }
 
-#[derive(Deserialize)]
-struct RoomFrame {
+#[derive(Debug, Deserialize)]
+pub struct RoomFrame {
     room: String,
 }
 
-#[derive(Deserialize)]
-struct SendFrame {
+#[derive(Debug, Deserialize)]
+pub struct SendFrame {
     room: String,
     #[serde(default)]
     text: String,
@@ -185,8 +248,8 @@ async fn send(ctx: &Context<'_>, frame: SendFrame, reference: Option<&Value>) ->
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct EditFrame {
+#[derive(Debug, Deserialize)]
+pub struct EditFrame {
     room: String,
     seq: i64,
     text: String,
@@ -215,8 +278,8 @@ async fn edit(ctx: &Context<'_>, frame: EditFrame, reference: Option<&Value>) ->
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct SeqFrame {
+#[derive(Debug, Deserialize)]
+pub struct SeqFrame {
     room: String,
     seq: i64,
 }
@@ -243,8 +306,8 @@ async fn delete(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct HistoryFrame {
+#[derive(Debug, Deserialize)]
+pub struct HistoryFrame {
     room: String,
     before: Option<i64>,
     after: Option<i64>,
@@ -274,8 +337,8 @@ async fn history(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ResumeFrame {
+#[derive(Debug, Deserialize)]
+pub struct ResumeFrame {
     rooms: std::collections::BTreeMap<String, i64>,
 }
 
@@ -392,8 +455,8 @@ async fn read(ctx: &Context<'_>, frame: SeqFrame, reference: Option<&Value>) -> 
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct PresenceFrame {
+#[derive(Debug, Deserialize)]
+pub struct PresenceFrame {
     user_ids: Vec<String>,
 }
 
@@ -405,11 +468,6 @@ async fn presence_query(
     frame: PresenceFrame,
     reference: Option<&Value>,
 ) -> ApiResult<()> {
-    if frame.user_ids.len() > MAX_PRESENCE_QUERY {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_PRESENCE_QUERY} user_ids per query"
-        )));
-    }
     let request = presence::GetPresenceRequest {
         user_ids: frame.user_ids,
     };

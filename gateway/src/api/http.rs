@@ -131,12 +131,21 @@ async fn refresh(
     Ok(Json(session(reply.into_inner())))
 }
 
+#[derive(Deserialize)]
+struct LogoutBody {
+    refresh_token: String,
+    /// End every session of the user, not only this one.
+    #[serde(default)]
+    everywhere: bool,
+}
+
 async fn logout(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<RefreshBody>,
+    JsonBody(body): JsonBody<LogoutBody>,
 ) -> ApiResult<StatusCode> {
     let request = auth::LogoutRequest {
         refresh_token: body.refresh_token,
+        everywhere: body.everywhere,
     };
     state.services.auth.clone().logout(request).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,9 +1,9 @@
 //! HTTP routing and the extractors every handler shares.
 
-mod frames;
+pub mod frames;
 mod http;
 mod web;
-mod ws;
+pub mod ws;
 
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
@@ -94,7 +94,9 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        Ok(AuthUser(verify(state, token)?))
+        let claims = verify(state, token)?;
+        crate::revocation::check(state, &claims).await?;
+        Ok(AuthUser(claims))
     }
 }
 

@@ -17,9 +17,10 @@ use chat_proto::presence::v1::{AddConnectionRequest, RemoveConnectionRequest};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::frames;
+use crate::config::Limits;
 use crate::conn::{Conn, Outbound, close, close_reason};
 use crate::error::ApiError;
 use crate::metrics;
@@ -31,6 +32,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames the writer sends per flush at most, so one busy socket cannot
 /// hog its task.
 const WRITE_BATCH: usize = 64;
+/// Bytes of frames gathered before they are written to the socket, within
+/// one batch.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -49,14 +53,26 @@ pub async fn upgrade(
             .into_response();
     }
     let header_token = super::bearer(&headers).map(str::to_owned);
-    let limits = &state.config.limits;
     let sockets = state.sockets.clone();
+    configure(ws, &state.config.limits)
+        .on_upgrade(move |socket| sockets.track_future(run(state, socket, header_token)))
+}
+
+/// The WebSocket settings of every client socket: frame and message size
+/// limits, and buffers. Public so that the conformance harness runs the
+/// Autobahn cases against exactly these settings.
+pub fn configure(ws: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
     ws.max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Client frames are small; a larger one grows the buffer to its
+        // size. Every idle socket keeps this much, so it stays small.
+        .read_buffer_size(512)
+        // Frames fed in one write batch leave in one `write` call up to
+        // this size: under fan-out load the writer finds several queued
+        // frames, and a system call per frame would cost more than the
+        // frames. Small, as a socket keeps the buffer once grown.
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(1024 * 1024)
-        .on_upgrade(move |socket| sockets.track_future(run(state, socket, header_token)))
 }
 
 /// A browser's `Origin` must name the host it connects to (or be allowed
@@ -76,7 +92,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 }
 
 type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+pub type Stream = SplitStream<WebSocket>;
 
 /// One socket in the metrics, from upgrade to the end of its close
 /// handshake: the open-connections gauge while it lives, and a disconnect
@@ -102,32 +118,81 @@ impl Drop for Tracked {
     }
 }
 
-async fn run(state: AppState, socket: WebSocket, header_token: Option<String>) {
-    let mut tracked = Tracked::open();
-    tracked.code = serve_socket(state, socket, header_token).await;
+fn run(
+    state: AppState,
+    socket: WebSocket,
+    header_token: Option<String>,
+) -> impl Future<Output = ()> {
+    // Split before the future is made, so that it keeps no room for the
+    // whole socket.
+    let (sink, stream) = socket.split();
+    async move {
+        let mut tracked = Tracked::open();
+        tracked.code = serve_socket(state, sink, stream, header_token).await;
+    }
 }
 
 /// Serves one socket to its end; returns the code it was closed with.
-async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<String>) -> u16 {
-    let (sink, mut stream) = socket.split();
+///
+/// This future lives as long as the connection, and an async function's
+/// future is as large as the largest state it passes through: opening
+/// and closing (calls to the services, the `ready` frame) are therefore
+/// boxed, so that they take memory only while they run, not for the life
+/// of every idle connection.
+async fn serve_socket(
+    state: AppState,
+    sink: Sink,
+    mut stream: Stream,
+    header_token: Option<String>,
+) -> u16 {
+    let (conn, claims, writer) = match Box::pin(open(&state, sink, &mut stream, header_token)).await
+    {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+
+    read_loop(&state, &conn, &claims, &mut stream).await;
+
+    Box::pin(unregister(&state, &conn, &claims)).await;
+    // Make sure the writer finishes (sending a close frame if one is due).
+    conn.close(close::NORMAL);
+    let code = conn.close_code();
+    drop(conn);
+    let _ = writer.await;
+    code
+}
+
+/// Authenticates the socket, registers its connection and queues `ready`;
+/// or closes the socket, and the error is the close code.
+async fn open(
+    state: &AppState,
+    sink: Sink,
+    stream: &mut Stream,
+    header_token: Option<String>,
+) -> Result<(Arc<Conn>, Claims, JoinHandle<()>), u16> {
     let claims = match header_token {
-        Some(token) => super::verify(&state, &token).ok(),
-        None => first_frame_auth(&state, &mut stream).await,
+        Some(token) => super::verify(state, &token).ok(),
+        None => first_frame_auth(state, stream).await,
     };
     let Some(claims) = claims else {
-        return close_now(sink, stream, close::UNAUTHORIZED).await;
+        return Err(close_now(sink, stream, close::UNAUTHORIZED).await);
     };
     let identity = claims.identity();
 
-    let user = match super::http::get_user(&state, &claims.sub).await {
+    let user = match super::http::get_user(state, &claims.sub).await {
         Ok(user) if user.disabled => {
-            return close_now(sink, stream, close::FORBIDDEN).await;
+            return Err(close_now(sink, stream, close::FORBIDDEN).await);
         }
         Ok(user) => user,
         Err(e) => {
-            return close_now(sink, stream, setup_failure_code(&e)).await;
+            return Err(close_now(sink, stream, setup_failure_code(&e)).await);
         }
     };
+    // After the disabled check: a disabled user's sessions are all
+    // revoked, and 4003 tells them more than 4001.
+    if let Err(e) = crate::revocation::check(state, &claims).await {
+        return Err(close_now(sink, stream, setup_failure_code(&e)).await);
+    }
     let my_rooms = match state
         .services
         .messages
@@ -137,7 +202,7 @@ async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<S
     {
         Ok(reply) => reply.into_inner().rooms,
         Err(status) => {
-            return close_now(sink, stream, setup_failure_code(&ApiError::from(status))).await;
+            return Err(close_now(sink, stream, setup_failure_code(&ApiError::from(status))).await);
         }
     };
     let room_ids: Vec<String> = my_rooms
@@ -145,16 +210,14 @@ async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<S
         .filter_map(|r| r.room.as_ref().map(|room| room.id.clone()))
         .collect();
 
-    let (tx, rx) = mpsc::channel(state.config.limits.send_queue_frames);
     let conn = Arc::new(Conn::new(
         state.next_conn_id(),
         uuid::Uuid::now_v7().to_string(),
         claims.sub.clone(),
-        tx,
+        state.config.limits.send_queue_frames,
     ));
     let writer = tokio::spawn(write_loop(
         sink,
-        rx,
         conn.clone(),
         state.config.limits.close_timeout,
     ));
@@ -199,6 +262,9 @@ async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<S
         "rooms": rooms,
         "notifications": notifications,
     }));
+    // Before the hub lists it, so that a `disconnect` of its session
+    // finds which session it is.
+    state.revocations.track(conn.id, &claims.sid);
     state.hub.register(conn.clone(), &room_ids).await;
     if state.is_draining() {
         // Upgraded before the drain began, registered after its sweep may
@@ -206,10 +272,13 @@ async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<S
         conn.close(close::RESTART);
     }
     tracing::debug!(session = %conn.session_id, user = %claims.sub, "connection ready");
+    Ok((conn, claims, writer))
+}
 
-    read_loop(&state, &conn, &claims, &mut stream).await;
-
-    state.hub.unregister(&conn).await;
+/// Takes a closed connection out of the hub and presence.
+async fn unregister(state: &AppState, conn: &Conn, claims: &Claims) {
+    state.hub.unregister(conn).await;
+    state.revocations.untrack(conn.id);
     let request = RemoveConnectionRequest {
         user_id: claims.sub.clone(),
         connection_id: conn.session_id.clone(),
@@ -223,12 +292,6 @@ async fn serve_socket(state: AppState, socket: WebSocket, header_token: Option<S
     {
         tracing::warn!(%status, "presence unavailable at disconnect");
     }
-    // Make sure the writer finishes (sending a close frame if one is due).
-    conn.close(close::NORMAL);
-    let code = conn.close_code();
-    drop(conn);
-    let _ = writer.await;
-    code
 }
 
 /// Services down at connect: tell the client to come back later.
@@ -269,7 +332,7 @@ async fn first_frame_auth(state: &AppState, stream: &mut Stream) -> Option<Claim
 }
 
 /// Closes a connection that never became ready; returns `code`.
-async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) -> u16 {
+async fn close_now(mut sink: Sink, stream: &mut Stream, code: u16) -> u16 {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(close_reason(code)),
@@ -288,25 +351,25 @@ async fn close_now(mut sink: Sink, mut stream: Stream, code: u16) -> u16 {
 /// close must not wait for it: the pending write is abandoned (a frame is
 /// either wholly in the WebSocket buffer or not at all) and the close frame
 /// gets `close_timeout` to go out before the socket is dropped.
-async fn write_loop(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<Outbound>,
-    conn: Arc<Conn>,
-    close_timeout: Duration,
-) {
+async fn write_loop(mut sink: Sink, conn: Arc<Conn>, close_timeout: Duration) {
     let writing = async {
-        while let Some(first) = rx.recv().await {
-            if write(&mut sink, first).await.is_err() {
+        loop {
+            let first = conn.queued().await;
+            let mut counted = Counted::default();
+            if write(&mut sink, first, &mut counted).await.is_err() {
                 return;
             }
             let mut batch = 1;
             while batch < WRITE_BATCH {
-                let Ok(frame) = rx.try_recv() else { break };
-                if write(&mut sink, frame).await.is_err() {
+                let Some(frame) = conn.next_queued() else {
+                    break;
+                };
+                if write(&mut sink, frame, &mut counted).await.is_err() {
                     return;
                 }
                 batch += 1;
             }
+            drop(counted);
             if sink.flush().await.is_err() {
                 return;
             }
@@ -325,20 +388,62 @@ async fn write_loop(
     let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
 }
 
-/// Feeds one queued item to the socket and counts it. The socket has no
-/// write buffer (`write_buffer_size(0)`), so a fed frame has been written
-/// to the connection: that is where the fan-out latency ends.
-async fn write(sink: &mut Sink, item: Outbound) -> Result<(), axum::Error> {
+/// The frames of one write batch, counted in the metrics once per batch:
+/// looking a labelled series up costs more than writing a small frame.
+#[derive(Default)]
+struct Counted {
+    /// Frames of one `type` written in a row: (type, count).
+    run: Option<(&'static str, u64)>,
+    latency: Option<::metrics::Histogram>,
+}
+
+impl Counted {
+    fn frame(&mut self, kind: &'static str) {
+        match &mut self.run {
+            Some((current, count)) if *current == kind => *count += 1,
+            _ => {
+                self.record();
+                self.run = Some((kind, 1));
+            }
+        }
+    }
+
+    fn latency(&mut self, latency: Duration) {
+        self.latency
+            .get_or_insert_with(|| ::metrics::histogram!(metrics::FANOUT_LATENCY))
+            .record(latency);
+    }
+
+    /// Adds the frames counted so far to the frames-out series.
+    fn record(&mut self) {
+        if let Some((kind, count)) = self.run.take() {
+            ::metrics::counter!(metrics::FRAMES_OUT, "type" => kind).increment(count);
+        }
+    }
+}
+
+/// However the batch ends (a failed write too), what was written is
+/// counted.
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+/// Feeds one queued item to the socket and counts it. A fed frame is
+/// written to the connection by the flush that ends its batch, at the
+/// latest, microseconds later: the fan-out latency ends here.
+async fn write(sink: &mut Sink, item: Outbound, counted: &mut Counted) -> Result<(), axum::Error> {
     let (message, kind, committed_at) = match item {
         Outbound::Frame(frame) => (Message::Text(frame.text), frame.kind, frame.committed_at),
         Outbound::Ping => (Message::Ping(bytes::Bytes::new()), "ping", None),
     };
     sink.feed(message).await?;
-    ::metrics::counter!(metrics::FRAMES_OUT, "type" => kind).increment(1);
+    counted.frame(kind);
     // A clock behind the committing service's gives no latency, not a
     // negative one.
     if let Some(latency) = committed_at.and_then(|t| SystemTime::now().duration_since(t).ok()) {
-        ::metrics::histogram!(metrics::FANOUT_LATENCY).record(latency);
+        counted.latency(latency);
     }
     Ok(())
 }
@@ -411,19 +516,21 @@ async fn read_loop(state: &AppState, conn: &Arc<Conn>, claims: &Claims, stream: 
                     None => return,
                     Some(Ok(Message::Text(text))) => {
                         if limiter.allow() {
-                            frames::handle(&ctx, text.as_str()).await;
+                            // Boxed: see `serve_socket`.
+                            Box::pin(frames::handle(&ctx, text.as_str())).await;
                         } else {
                             ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
                             if limiter.reject(limits.abuse_window, limits.abuse_rejections) {
                                 conn.close(close::POLICY);
                             } else {
-                                frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down")).await;
+                                // Boxed, as rare: see `serve_socket`.
+                                Box::pin(frames::send_error(conn, None, &ApiError::new(ErrorCode::RateLimited, "too many frames, slow down"))).await;
                             }
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         metrics::frame_in_invalid();
-                        frames::send_error(conn, None, &ApiError::invalid("binary frames are not supported; send JSON text")).await;
+                        Box::pin(frames::send_error(conn, None, &ApiError::invalid("binary frames are not supported; send JSON text"))).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) => {
@@ -456,14 +563,17 @@ async fn read_loop(state: &AppState, conn: &Arc<Conn>, claims: &Claims, stream: 
 }
 
 /// Reads until the client answers our close (or the grace time ends).
-async fn drain(stream: &mut Stream) {
+/// Public for the conformance harness, which closes the same way.
+pub async fn drain(stream: &mut Stream) {
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         while let Some(Ok(_)) = stream.next().await {}
     })
     .await;
 }
 
-fn is_too_big(error: &axum::Error) -> bool {
+/// Whether a read failed on the size limits (closed with 1009). Public for
+/// the conformance harness, which closes the same way.
+pub fn is_too_big(error: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
