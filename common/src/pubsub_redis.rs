@@ -351,6 +351,27 @@ impl Connection {
         }
     }
 
+    /// How many channels the server holds subscribed for this connection
+    /// (`sub=` of `CLIENT INFO`); `None` on a cluster, or where the server
+    /// refuses `CLIENT INFO` (some proxies do).
+    async fn subscription_count(&mut self) -> Result<Option<usize>, RedisError> {
+        let Connection::Single(c) = self else {
+            return Ok(None);
+        };
+        match redis::cmd("CLIENT")
+            .arg("INFO")
+            .query_async::<String>(c)
+            .await
+        {
+            Ok(info) => Ok(info
+                .split_ascii_whitespace()
+                .find_map(|field| field.strip_prefix("sub="))
+                .and_then(|n| n.parse().ok())),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn ping(&mut self) -> Result<(), RedisError> {
         let ping = redis::cmd("PING");
         match self {
@@ -600,10 +621,28 @@ impl SubscriberTask {
     async fn health_check(&mut self) {
         self.flush_resubscribed();
         self.next_tick = Instant::now() + HEALTH_CHECK_EVERY;
-        if let Some(connection) = self.connection.as_mut()
-            && let Err(e) = connection.ping().await
-        {
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        if let Err(e) = connection.ping().await {
             self.connection_lost(&format!("health check failed: {e}"));
+            return;
+        }
+        // Commands run one at a time in this task, so with no unsubscribe
+        // confirmation outstanding the server must hold exactly the wanted
+        // channels. A connection that lost some (whatever the cause) starts
+        // over: reconnecting subscribes them all and tells the consumer to
+        // resync.
+        if !self.awaiting_unsubscribe.is_empty() {
+            return;
+        }
+        match connection.subscription_count().await {
+            Ok(Some(held)) if held != self.wanted.len() => self.connection_lost(&format!(
+                "the server holds {held} of the {} subscribed channels",
+                self.wanted.len()
+            )),
+            Ok(_) => {}
+            Err(e) => self.connection_lost(&format!("health check failed: {e}")),
         }
     }
 
@@ -678,6 +717,21 @@ impl SubscriberTask {
             .buffer_unordered(RESUBSCRIBE_CONCURRENCY)
             .try_collect::<()>()
             .await?;
+        // Every subscribe was confirmed; make sure the server agrees before
+        // calling the connection good, or a channel could stay silent.
+        let mut check = connection.clone();
+        if let Some(held) = check.subscription_count().await?
+            && held != self.wanted.len()
+        {
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "resubscribing incomplete",
+                format!(
+                    "the server holds {held} of the {} channels subscribed",
+                    self.wanted.len()
+                ),
+            )));
+        }
         Ok((connection, push_rx, client_id))
     }
 }

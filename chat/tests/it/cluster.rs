@@ -139,6 +139,19 @@ impl Cluster {
         servers: Servers,
         extra: Vec<(String, String)>,
     ) -> anyhow::Result<Cluster> {
+        // A port found free may be taken by another test's process before
+        // the cluster binds it: one more try with fresh ports (the failed
+        // attempt's processes and databases go with its `Drop`).
+        match Cluster::start(servers.clone(), extra.clone()).await {
+            Ok(cluster) => Ok(cluster),
+            Err(error) => {
+                eprintln!("the cluster did not start, trying again: {error:#}");
+                Cluster::start(servers, extra).await
+            }
+        }
+    }
+
+    async fn start(servers: Servers, extra: Vec<(String, String)>) -> anyhow::Result<Cluster> {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let namespace = Namespace::new(&format!("test{suffix}"))?;
         let base_port = free_consecutive_ports()?;

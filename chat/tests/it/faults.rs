@@ -867,16 +867,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let started = Instant::now();
-    // A port found free may be taken by another test's process before the
-    // cluster binds it: one more try with fresh ports.
-    let cluster = match Cluster::up_with(servers.clone()).await {
-        Ok(cluster) => cluster,
-        Err(error) => {
-            eprintln!("the cluster did not start, trying again: {error:#}");
-            Cluster::up_with(servers).await?
-        }
-    };
-    let cluster = Arc::new(cluster);
+    let cluster = Arc::new(Cluster::up_with(servers).await?);
     eprintln!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
     let result = scenario(cluster.clone()).await;
     if result.is_err() {
