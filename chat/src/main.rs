@@ -46,6 +46,8 @@ struct Args {
     /// short by default, as no other replica takes the clients meanwhile.
     #[arg(long, env = "DRAIN_WINDOW_S", default_value_t = chat::EMBEDDED_DRAIN_WINDOW.as_secs_f64())]
     drain_window_s: f64,
+    #[command(flatten)]
+    connection_limits: chat_gateway::config::ConnectionLimitArgs,
 }
 
 #[tokio::main]
@@ -66,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     options.gateway_limits.drain_window =
         std::time::Duration::try_from_secs_f64(args.drain_window_s)
             .context("DRAIN_WINDOW_S must be a non-negative number of seconds")?;
+    args.connection_limits.apply(&mut options.gateway_limits)?;
     let mut system = chat::start(options, shutdown).await?;
     let addr = system.addr;
     println!("chat is running, data in {}", args.data_dir.display());

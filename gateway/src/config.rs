@@ -84,3 +84,168 @@ impl Default for Limits {
         }
     }
 }
+
+/// The client connection limits a deployment may change
+/// (PROTOCOL.md: "Defaults (all configurable)"); both the gateway binary
+/// and the embedded `chat` read them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionLimitArgs {
+    /// Largest WebSocket frame or message a client may send, in bytes;
+    /// larger ones close the connection with 1009.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Limits::default().max_frame_bytes)]
+    pub max_frame_bytes: usize,
+    /// Frames a connection may send per second on average...
+    #[arg(long, env = "FRAMES_PER_SECOND", default_value_t = Limits::default().frames_per_second)]
+    pub frames_per_second: u32,
+    /// ...and at once after being quiet; beyond them frames are answered
+    /// with `rate_limited`.
+    #[arg(long, env = "FRAME_BURST", default_value_t = Limits::default().frame_burst)]
+    pub frame_burst: u32,
+    /// Seconds between the server's pings.
+    #[arg(long, env = "PING_INTERVAL_S", default_value_t = Limits::default().ping_interval.as_secs_f64())]
+    pub ping_interval_s: f64,
+    /// Seconds of silence (no frame, no pong) after which a connection is
+    /// closed; more than the ping interval.
+    #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Limits::default().idle_timeout.as_secs_f64())]
+    pub idle_timeout_s: f64,
+}
+
+/// Frames smaller than this could not carry the protocol's own frames.
+const MIN_FRAME_BYTES: usize = 1024;
+/// Beyond this a single client could make the gateway hold large buffers.
+const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+impl ConnectionLimitArgs {
+    /// Sets these limits in `limits`, refusing values that cannot work.
+    pub fn apply(&self, limits: &mut Limits) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        anyhow::ensure!(
+            (MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes),
+            "MAX_FRAME_BYTES must be between {MIN_FRAME_BYTES} and {MAX_FRAME_BYTES}"
+        );
+        anyhow::ensure!(
+            self.frames_per_second > 0 && self.frame_burst > 0,
+            "FRAMES_PER_SECOND and FRAME_BURST must be positive"
+        );
+        let seconds = |value: f64, name: &str| {
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{name} must be a positive number of seconds"))
+        };
+        let ping_interval = seconds(self.ping_interval_s, "PING_INTERVAL_S")?;
+        let idle_timeout = seconds(self.idle_timeout_s, "IDLE_TIMEOUT_S")?;
+        anyhow::ensure!(
+            idle_timeout > ping_interval,
+            "IDLE_TIMEOUT_S must be longer than PING_INTERVAL_S, or idle clients that answer pings are closed"
+        );
+        limits.max_frame_bytes = self.max_frame_bytes;
+        limits.frames_per_second = self.frames_per_second;
+        limits.frame_burst = self.frame_burst;
+        limits.ping_interval = ping_interval;
+        limits.idle_timeout = idle_timeout;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        limits: ConnectionLimitArgs,
+    }
+
+    fn applied(args: &[&str]) -> anyhow::Result<Limits> {
+        let args = Args::try_parse_from(std::iter::once("gateway").chain(args.iter().copied()))?;
+        let mut limits = Limits::default();
+        args.limits.apply(&mut limits)?;
+        Ok(limits)
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_protocol_and_can_be_changed() -> anyhow::Result<()> {
+        let defaults = applied(&[])?;
+        assert_eq!(
+            (
+                defaults.max_frame_bytes,
+                defaults.frames_per_second,
+                defaults.frame_burst,
+                defaults.ping_interval,
+                defaults.idle_timeout
+            ),
+            (
+                65536,
+                20,
+                40,
+                Duration::from_secs(20),
+                Duration::from_secs(40)
+            )
+        );
+        let changed = applied(&[
+            "--max-frame-bytes=1048576",
+            "--frames-per-second=5",
+            "--frame-burst=7",
+            "--ping-interval-s=2.5",
+            "--idle-timeout-s=6",
+        ])?;
+        assert_eq!(
+            (
+                changed.max_frame_bytes,
+                changed.frames_per_second,
+                changed.frame_burst,
+                changed.ping_interval,
+                changed.idle_timeout
+            ),
+            (
+                1048576,
+                5,
+                7,
+                Duration::from_millis(2500),
+                Duration::from_secs(6)
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn connection_limits_that_cannot_work_are_refused() {
+        for (args, message) in [
+            (
+                &["--max-frame-bytes=100"][..],
+                "MAX_FRAME_BYTES must be between 1024 and 67108864",
+            ),
+            (
+                &["--max-frame-bytes=67108865"],
+                "MAX_FRAME_BYTES must be between 1024 and 67108864",
+            ),
+            (
+                &["--frames-per-second=0"],
+                "FRAMES_PER_SECOND and FRAME_BURST must be positive",
+            ),
+            (
+                &["--frame-burst=0"],
+                "FRAMES_PER_SECOND and FRAME_BURST must be positive",
+            ),
+            (
+                &["--ping-interval-s=0"],
+                "PING_INTERVAL_S must be a positive number of seconds",
+            ),
+            (
+                &["--idle-timeout-s=-1"],
+                "IDLE_TIMEOUT_S must be a positive number of seconds",
+            ),
+            (
+                &["--ping-interval-s=30", "--idle-timeout-s=30"],
+                "IDLE_TIMEOUT_S must be longer than PING_INTERVAL_S, or idle clients that answer pings are closed",
+            ),
+        ] {
+            let error = applied(args).err().map(|e| e.to_string());
+            assert_eq!(error.as_deref(), Some(message), "{args:?}");
+        }
+    }
+}

@@ -82,6 +82,8 @@ struct Args {
     #[arg(long, env = "CHAT_NAMESPACE", default_value = "")]
     namespace: Namespace,
     #[command(flatten)]
+    connection_limits: chat_gateway::config::ConnectionLimitArgs,
+    #[command(flatten)]
     grpc_tls: chat_common::grpc::ClientTlsArgs,
 }
 
@@ -98,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             "JWT_SECRET or SERVICE_TOKEN is the insecure development default; set both in production"
         );
     }
-    let limits = chat_gateway::Limits {
+    let mut limits = chat_gateway::Limits {
         max_attachment_bytes: args.max_attachment_bytes,
         presence_heartbeat: std::time::Duration::from_millis(args.presence_heartbeat_ms.max(100)),
         drain_window: std::time::Duration::try_from_secs_f64(args.drain_window_s)
@@ -109,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             .context("REVALIDATE_INTERVAL_S must be a positive number of seconds")?,
         ..chat_gateway::Limits::default()
     };
+    args.connection_limits.apply(&mut limits)?;
     let config = chat_gateway::Config {
         gateway_id: args
             .gateway_id

@@ -1,9 +1,14 @@
 //! WebSocket conformance: the Autobahn TestSuite's cases 1–10 (framing,
 //! pings, reserved bits, opcodes, fragmentation, UTF-8, close handling,
 //! limits, auto-fragmentation), run by `kosoku` against an echo server that
-//! upgrades with the gateway's own settings ([`ws::configure`], production
-//! [`Limits`]) and reads and closes as `/ws` does. Cases 12 and 13 need
+//! upgrades with the gateway's own settings ([`ws::configure`], [`Limits`])
+//! and reads and closes as `/ws` does. Cases 12 and 13 need
 //! permessage-deflate, which the gateway does not offer.
+//!
+//! Two runs: every case with the message limit raised (`MAX_FRAME_BYTES`)
+//! to hold Autobahn's largest message, 16 MiB, where each case must pass;
+//! and the limits cases (9.*) with the production limit, 64 KiB, where
+//! exactly the messages over it are refused with 1009.
 //!
 //! The echo route exists only in this test: `/ws` speaks the chat
 //! protocol, which Autobahn cannot drive.
@@ -105,8 +110,7 @@ fn allowed(behavior: &str) -> bool {
 
 /// A Python with kosoku (`CHAT_PYTHON`), or `None` after a loud SKIP line
 /// outside CI.
-async fn python() -> anyhow::Result<Option<String>> {
-    let test = "autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings";
+async fn python(test: &str) -> anyhow::Result<Option<String>> {
     let missing = match std::env::var("CHAT_PYTHON") {
         Ok(python) if !python.is_empty() => {
             let import = tokio::process::Command::new(&python)
@@ -137,23 +141,20 @@ async fn python() -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings() -> anyhow::Result<()> {
-    let Some(python) = python().await? else {
-        return Ok(());
-    };
-    let limits = Limits::default();
-    assert_eq!(
-        limits.max_frame_bytes,
-        64 * 1024,
-        "the cases over the limit below are the ones over 64 KiB"
-    );
+/// Runs the Autobahn case groups `groups` against an echo server with
+/// `limits`; hands back each case's report by case id.
+async fn run_cases(
+    python: &str,
+    limits: Limits,
+    groups: &[u32],
+    name: &str,
+) -> anyhow::Result<(BTreeMap<String, Value>, std::path::PathBuf)> {
     let addr = serve_echo(limits).await?;
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autobahn");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     if out.exists() {
         std::fs::remove_dir_all(&out)?;
     }
-    let mut command = tokio::process::Command::new(&python);
+    let mut command = tokio::process::Command::new(python);
     command
         .args([
             "-c",
@@ -162,8 +163,7 @@ async fn autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings() -> an
         .arg(format!("ws://{addr}"))
         .args(["--parallelism", "2", "--outdir"])
         .arg(&out);
-    // Autobahn has no group 8.
-    for group in [1, 2, 3, 4, 5, 6, 7, 9, 10] {
+    for group in groups {
         command.args(["--include", &format!("{group}.*")]);
     }
     let output = tokio::time::timeout(RUN_LIMIT, command.stdin(Stdio::null()).output())
@@ -183,7 +183,7 @@ async fn autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings() -> an
     let index: Value = serde_json::from_str(&index)?;
     let agents = index.as_object().context("the report is not an object")?;
     anyhow::ensure!(agents.len() == 1, "one server under test: {agents:?}");
-    let cases: BTreeMap<String, Value> = agents
+    let cases = agents
         .values()
         .next()
         .and_then(Value::as_object)
@@ -191,14 +191,24 @@ async fn autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings() -> an
         .clone()
         .into_iter()
         .collect();
+    Ok((cases, out))
+}
 
+/// Fails unless every case is allowed, or closed with 1009 where
+/// `over_the_limit` says its message is refused by the limit; hands back
+/// how many were.
+fn assert_verdicts(
+    cases: &BTreeMap<String, Value>,
+    out: &Path,
+    over_the_limit: fn(&str) -> bool,
+) -> usize {
     let mut failures = Vec::new();
     let mut refused = 0;
-    for (id, case) in &cases {
+    for (id, case) in cases {
         let behavior = case["behavior"].as_str().unwrap_or("?");
         let behavior_close = case["behaviorClose"].as_str().unwrap_or("?");
         let code = &case["remoteCloseCode"];
-        if over_the_message_limit(id) {
+        if over_the_limit(id) {
             refused += 1;
             if code.as_u64() != Some(u64::from(close::TOO_BIG)) {
                 failures.push(format!(
@@ -219,10 +229,58 @@ async fn autobahn_cases_1_to_10_pass_with_the_gateway_websocket_settings() -> an
         out.join("index.html").display(),
         failures.join("\n")
     );
+    refused
+}
+
+/// Autobahn's largest message (cases 9.1.6 and 9.2.6) is 16 MiB.
+const LARGEST_CASE_MESSAGE: usize = 16 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_cases_1_to_10_all_pass_when_the_limit_holds_their_messages() -> anyhow::Result<()>
+{
+    let Some(python) =
+        python("autobahn_cases_1_to_10_all_pass_when_the_limit_holds_their_messages").await?
+    else {
+        return Ok(());
+    };
+    let limits = Limits {
+        max_frame_bytes: LARGEST_CASE_MESSAGE + 1024,
+        ..Limits::default()
+    };
+    // Autobahn has no group 8.
+    let (cases, out) = run_cases(
+        &python,
+        limits,
+        &[1, 2, 3, 4, 5, 6, 7, 9, 10],
+        "autobahn-all",
+    )
+    .await?;
+    let refused = assert_verdicts(&cases, &out, |_| false);
+    assert_eq!(refused, 0);
     // Autobahn 1–10 has 301 cases (1.* 16, 2.* 11, 3.* 7, 4.* 10, 5.* 20,
     // 6.* 145, 7.* 37, 9.* 54, 10.* 1): a run that silently lost some
-    // would pass the loop above.
+    // would pass the check above.
     assert_eq!(cases.len(), 301, "cases run: {:?}", cases.keys());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_limits_cases_over_the_production_limit_are_closed_with_1009() -> anyhow::Result<()>
+{
+    let Some(python) =
+        python("autobahn_limits_cases_over_the_production_limit_are_closed_with_1009").await?
+    else {
+        return Ok(());
+    };
+    let limits = Limits::default();
+    assert_eq!(
+        limits.max_frame_bytes,
+        64 * 1024,
+        "the cases over the limit below are the ones over 64 KiB"
+    );
+    let (cases, out) = run_cases(&python, limits, &[9], "autobahn-limits").await?;
+    let refused = assert_verdicts(&cases, &out, over_the_message_limit);
+    assert_eq!(cases.len(), 54, "cases run: {:?}", cases.keys());
     assert_eq!(refused, 40, "cases refused by the message limit");
     Ok(())
 }

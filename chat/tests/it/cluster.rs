@@ -77,17 +77,45 @@ pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until something accepts connections on `port`.
-fn wait_for_port(what: &str, port: u16, wait: Duration) -> anyhow::Result<()> {
+/// The pid of the process listening on 127.0.0.1:`port`, from `ss`.
+fn listener_pid(port: u16) -> Option<u32> {
+    let output = Command::new("ss")
+        .args(["-Hltnp", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (_, rest) = text.split_once("pid=")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits until `port` is held by a process `ours` accepts (given its pid).
+/// A port found free may be taken by another program before our server
+/// binds it; then the server fails to start while a readiness probe would
+/// be answered by the other program, so owning the port is what counts.
+fn wait_until_held(
+    what: &str,
+    port: u16,
+    wait: Duration,
+    ours: impl Fn(u32) -> bool,
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + wait;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        match listener_pid(port) {
+            Some(pid) if ours(pid) => return Ok(()),
+            Some(pid) if std::time::Instant::now() > deadline - wait / 2 => {
+                bail!("port {port} meant for {what} is held by another process ({pid})")
+            }
+            _ => {}
+        }
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "{what} did not listen on {port} within {wait:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
 }
 
 /// Where the cluster's services find their servers.
@@ -140,13 +168,18 @@ impl Cluster {
         extra: Vec<(String, String)>,
     ) -> anyhow::Result<Cluster> {
         // A port found free may be taken by another test's process before
-        // the cluster binds it: one more try with fresh ports (the failed
+        // the cluster binds it (scripts/cluster checks that each process
+        // holds its own ports): more tries with fresh ports (a failed
         // attempt's processes and databases go with its `Drop`).
-        match Cluster::start(servers.clone(), extra.clone()).await {
-            Ok(cluster) => Ok(cluster),
-            Err(error) => {
-                eprintln!("the cluster did not start, trying again: {error:#}");
-                Cluster::start(servers, extra).await
+        let mut attempt = 1;
+        loop {
+            match Cluster::start(servers.clone(), extra.clone()).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(error) if attempt < 3 => {
+                    eprintln!("the cluster did not start, trying again: {error:#}");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
             }
         }
     }
@@ -323,10 +356,15 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the gateway binary")?;
+        let pid = child.id();
         self.own
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((n, child));
+        let held = tokio::task::spawn_blocking(move || {
+            wait_until_held("gateway", port, Duration::from_secs(30), |p| Some(p) == pid)
+        });
+        held.await??;
         let api = Api::new(vec![format!("http://127.0.0.1:{port}")])?;
         api.wait_ready().await?;
         Ok(api)
@@ -422,8 +460,11 @@ impl OwnRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("redis-server not found")?;
-        wait_for_port("redis-server", port, Duration::from_secs(10))?;
-        Ok(OwnRedis { port, child })
+        let pid = child.id();
+        // Dropped on failure: the server is killed.
+        let redis = OwnRedis { port, child };
+        wait_until_held("redis-server", port, Duration::from_secs(10), |p| p == pid)?;
+        Ok(redis)
     }
 
     pub fn url(&self) -> String {
@@ -624,7 +665,14 @@ impl OwnRabbit {
             .spawn()
             .context("rabbitmq-server not found")?;
         self.running = true;
-        wait_for_port("rabbitmq-server", self.port, Duration::from_secs(60))
+        // rabbitmq-server is a script; the listener is the node's Erlang VM,
+        // which inherited the node name set here.
+        let node = format!("RABBITMQ_NODENAME={}", self.node);
+        let ours = move |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(&node))
+        };
+        wait_until_held("rabbitmq-server", self.port, Duration::from_secs(60), ours)
             .with_context(|| std::fs::read_to_string(root.join("server.out")).unwrap_or_default())
     }
 

@@ -440,7 +440,49 @@ async fn a_client_away_for_1500_messages_gets_them_all_through_resume_and_histor
     Ok(())
 }
 
+/// A history page of 100 messages of 4,000 four-byte characters is a
+/// frame of over 1.5 MB: it must reach the socket like any other.
+async fn a_history_page_of_the_largest_messages_reaches_the_socket(
+    deployment: Deployment,
+) -> anyhow::Result<()> {
+    let t = TestSystem::start_with(deployment, |o| {
+        o.gateway_limits.frames_per_second = 1_000_000;
+        o.gateway_limits.frame_burst = 1_000_000;
+    })
+    .await?;
+    let alice = t.register("alice").await?;
+    let room = t.room(&alice, "lobby", "public").await?;
+    let text = "\u{1F600}".repeat(4000);
+    let mut ws = t.ws(&alice).await?;
+    for i in 1..=100 {
+        ws.send(
+            json!({"type": "send", "room": room, "text": text, "client_msg_id": format!("big{i}")}),
+        )
+        .await?;
+    }
+    for _ in 0..100 {
+        ws.next_of("ack").await?;
+    }
+    let page = ws
+        .request(json!({"type": "history", "room": room, "limit": 100}))
+        .await?;
+    assert_eq!(page["type"], "history");
+    assert_eq!(seqs(&page["messages"]), (1..=100).collect::<Vec<i64>>());
+    assert!(
+        page["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|m| m["text"] == text.as_str())
+    );
+    assert_eq!(page["has_more"], false);
+    // The socket is still open.
+    assert_eq!(ws.request(json!({"type": "ping"})).await?["type"], "pong");
+    Ok(())
+}
+
 crate::on_both_deployments!(
+    a_history_page_of_the_largest_messages_reaches_the_socket,
     a_client_away_for_1500_messages_gets_them_all_through_resume_and_history,
     header_auth_gets_ready_with_rooms,
     first_frame_auth_gets_ready,

@@ -72,7 +72,11 @@ pub fn configure(ws: WebSocketUpgrade, limits: &Limits) -> WebSocketUpgrade {
         // frames, and a system call per frame would cost more than the
         // frames. Small, as a socket keeps the buffer once grown.
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(1024 * 1024)
+        // No cap of its own: a frame must fit whole (a history page of the
+        // largest messages is over 1.5 MB), and the buffer holds at most
+        // one frame beyond `WRITE_BUFFER`, as the writer flushes when it
+        // is full. A slow client is bounded by its send queue instead.
+        .max_write_buffer_size(usize::MAX)
 }
 
 /// A browser's `Origin` must name the host it connects to (or be allowed
