@@ -36,6 +36,11 @@ pub struct Migrations {
     pub postgres: &'static Migrator,
 }
 
+/// Connections of a PostgreSQL pool: a few per core of this process's
+/// two, so that statements of one call overlap the round trips of others
+/// without the server switching between many backends.
+pub const POSTGRES_CONNECTIONS: usize = 8;
+
 /// A migrated pool on `url`.
 ///
 /// SQLite gets one connection: SQLite allows one writer at a time, and a
@@ -65,7 +70,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<(AnyP
         }
         Backend::Postgres => {
             AnyPoolOptions::new()
-                .max_connections(8)
+                .max_connections(POSTGRES_CONNECTIONS as u32)
                 .acquire_timeout(std::time::Duration::from_secs(5))
                 .connect_with(options)
                 .await

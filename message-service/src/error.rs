@@ -48,6 +48,16 @@ impl Error {
         Error::Forbidden(message.into())
     }
 
+    /// This error once more, for each send of a batch that failed as a
+    /// whole (crate::sends): the same code, so clients do the same.
+    pub fn for_each_of_batch(&self) -> Error {
+        match self {
+            Error::Unavailable(message) => Error::Unavailable(message.clone()),
+            Error::Conflict(message) => Error::Conflict(message.clone()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidArgument(_) => ErrorCode::InvalidArgument,

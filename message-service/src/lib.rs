@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod outbox;
+pub mod sends;
 pub mod state;
 pub mod store;
 
@@ -37,6 +38,7 @@ pub use config::Config;
 
 use crate::api::MessageApi;
 use crate::api::admin::AdminApi;
+use crate::sends::SendQueue;
 use crate::state::{Clock, Limits, RoomLocks, State};
 use crate::store::sql::{SqlAttachmentStore, SqlStore};
 
@@ -67,6 +69,12 @@ pub async fn serve(
     let (pool, backend) = db::connect(&config.database_url, &MIGRATIONS).await?;
     let store = Arc::new(SqlStore::new(pool.clone()));
     let outbox_wake = Arc::new(Notify::new());
+    let (sends, send_workers) = SendQueue::new(match backend {
+        // One writer at a time: more workers would only wait for it.
+        db::Backend::Sqlite => 1,
+        // Half the pool's connections, the rest for reads and other calls.
+        db::Backend::Postgres => db::POSTGRES_CONNECTIONS / 2,
+    });
     let state = Arc::new(State {
         store: store.clone(),
         attachments: Arc::new(SqlAttachmentStore::new(pool.clone())),
@@ -77,6 +85,7 @@ pub async fn serve(
             max_attachment_bytes: config.max_attachment_bytes,
         },
         room_locks: RoomLocks::new(),
+        sends,
         outbox_wake: outbox_wake.clone(),
         clock: Clock::default(),
     });
@@ -91,6 +100,9 @@ pub async fn serve(
         wake: outbox_wake,
     };
     let relay = tokio::spawn(relay.run(relay_stop.clone()));
+    // Stopped after the gRPC server, whose last calls may still send.
+    let send_stop = Shutdown::new();
+    let mut send_workers = send_workers.spawn(state.clone(), send_stop.clone());
 
     let admin_guard = AdminGuard::new(
         &config.auth_addr,
@@ -127,6 +139,12 @@ pub async fn serve(
         config.grpc_tls.as_ref(),
     )
     .await;
+    send_stop.cancel();
+    while let Some(result) = send_workers.join_next().await {
+        if let Err(error) = result {
+            tracing::error!(%error, "send worker task failed");
+        }
+    }
     relay_stop.cancel();
     if let Err(error) = relay.await {
         tracing::error!(%error, "outbox relay task failed");

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chat_common::Backends;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
+use crate::sends::SendQueue;
 use crate::store::{AttachmentStore, Store};
 
 pub struct State {
@@ -16,6 +17,8 @@ pub struct State {
     pub backends: Backends,
     pub limits: Limits,
     pub room_locks: RoomLocks,
+    /// Sends wait here to be committed in batches.
+    pub sends: SendQueue,
     /// Woken after every commit that wrote an outbox row.
     pub outbox_wake: Arc<Notify>,
     pub clock: Clock,
@@ -32,7 +35,9 @@ pub struct Limits {
 /// publishes its event holds the room's stripe from before the transaction
 /// until after the publish, so a room's events leave in commit (and so seq)
 /// order even with concurrent senders. Never taken while holding a database
-/// connection, and never two at once, so it cannot deadlock with the pool.
+/// connection, and several only at once in stripe order
+/// ([`RoomLocks::lock_all`]), so it cannot deadlock with the pool or
+/// itself.
 pub struct RoomLocks {
     stripes: Vec<Mutex<()>>,
 }
@@ -47,11 +52,30 @@ impl RoomLocks {
     }
 
     pub async fn lock(&self, room_id: &str) -> MutexGuard<'_, ()> {
+        self.stripes[Self::stripe(room_id)].lock().await
+    }
+
+    /// The locks of all of `room_ids`, taken in stripe order.
+    pub async fn lock_all<'a>(
+        &self,
+        room_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = room_ids.into_iter().map(Self::stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.stripes[stripe].lock().await);
+        }
+        guards
+    }
+
+    /// The stripe of `room_id`, below [`RoomLocks::STRIPES`].
+    pub fn stripe(room_id: &str) -> usize {
         let mut hasher = DefaultHasher::new();
         room_id.hash(&mut hasher);
         // The modulo keeps the index below STRIPES, so it fits usize.
-        let index = (hasher.finish() % Self::STRIPES as u64) as usize;
-        self.stripes[index].lock().await
+        (hasher.finish() % Self::STRIPES as u64) as usize
     }
 }
 

@@ -10,10 +10,12 @@ use crate::domain::validate::{self, ClientMsgId};
 use crate::domain::{MessageKind, RoomKind, mentions, next_read_position, roles};
 use crate::error::Error;
 use crate::events;
+use crate::sends::Outcome;
 use crate::state::State;
 use crate::store::{MessageRecord, StoreTx};
 
-enum Sent {
+/// What a send did inside its transaction.
+pub(crate) enum Sent {
     Created(MessageRecord),
     Duplicate(MessageRecord),
 }
@@ -30,49 +32,29 @@ pub async fn send(
         state.limits.max_text_chars,
         req.attachment_id.is_some(),
     )?;
-
-    // Held until the event is published, so events leave in seq order.
-    let _order = state.room_locks.lock(&req.room).await;
-    let sent = match send_in_tx(state, who, &req, &client_msg_id).await {
-        // A concurrent send with the same client_msg_id (another replica)
-        // committed first: this one rolled back; answer with that message.
-        Err(Error::Conflict(_)) => send_in_tx(state, who, &req, &client_msg_id).await?,
-        other => other?,
+    // Committed with the other sends queued meanwhile (crate::sends).
+    let (message, duplicate) = match state.sends.send(who.clone(), req, client_msg_id).await? {
+        Outcome::Created(message) => (message, false),
+        Outcome::Duplicate(message) => (message, true),
     };
-    match sent {
-        Sent::Duplicate(message) => Ok(pb::SendMessageResponse {
-            message: Some(convert::message(&message)),
-            duplicate: true,
-        }),
-        Sent::Created(message) => {
-            state.outbox_wake.notify_one();
-            let message = convert::message(&message);
-            events::publish_room(
-                &state.backends,
-                &req.room,
-                room_event::Event::MessageCreated(message.clone()),
-            )
-            .await;
-            Ok(pb::SendMessageResponse {
-                message: Some(message),
-                duplicate: false,
-            })
-        }
-    }
+    Ok(pb::SendMessageResponse {
+        message: Some(message),
+        duplicate,
+    })
 }
 
-/// The whole send as one transaction: checks, de-duplication, seq, insert,
-/// read position, outbox row.
-async fn send_in_tx(
+/// The whole send inside `tx`: checks, de-duplication, seq, insert, read
+/// position, outbox row.
+pub(crate) async fn send_in_tx(
     state: &State,
+    tx: &mut dyn StoreTx,
     who: &Identity,
     req: &pb::SendMessageRequest,
     client_msg_id: &ClientMsgId,
 ) -> Result<Sent, Error> {
     let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    let room = load_room(tx.as_mut(), &req.room).await?;
-    let member = require_member(tx.as_mut(), &room.id, &who.user_id).await?;
+    let room = load_room(tx, &req.room).await?;
+    let member = require_member(tx, &room.id, &who.user_id).await?;
     // A retry of a send that went through gets the original, even if the
     // sender was muted since: the message exists either way.
     if let Some(existing) = tx
@@ -152,7 +134,6 @@ async fn send_in_tx(
     let event = chat_event::Event::MessageCreated(convert::message(&message));
     tx.insert_outbox(&events::outbox_row(&room, event, recipients, now))
         .await?;
-    tx.commit().await?;
     Ok(Sent::Created(message))
 }
 

@@ -116,6 +116,13 @@ pub trait Store: Send + Sync + 'static {
 pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> Result<(), Error>;
 
+    /// Marks a point to roll back to ([`StoreTx::rollback_to_savepoint`])
+    /// or to keep ([`StoreTx::release_savepoint`]): one transaction then
+    /// holds several calls, each of which may fail alone. Not nested.
+    async fn savepoint(&mut self) -> Result<(), Error>;
+    async fn rollback_to_savepoint(&mut self) -> Result<(), Error>;
+    async fn release_savepoint(&mut self) -> Result<(), Error>;
+
     // Rooms.
 
     /// False when a dm room with the same `dm_key` already exists.

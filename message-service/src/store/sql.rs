@@ -208,6 +208,25 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
+    async fn savepoint(&mut self) -> Result<(), Error> {
+        sqlx::query("SAVEPOINT call").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<(), Error> {
+        sqlx::query("ROLLBACK TO SAVEPOINT call")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> Result<(), Error> {
+        sqlx::query("RELEASE SAVEPOINT call")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_room(&mut self, room: &RoomRecord) -> Result<bool, Error> {
         // ON CONFLICT covers the dm_key race of two replicas opening the same dm.
         let done = sqlx::query(

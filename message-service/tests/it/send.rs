@@ -12,6 +12,7 @@ on_both_backends!(
     sends_get_consecutive_seqs,
     a_repeated_client_msg_id_creates_nothing,
     concurrent_sends_are_gap_free_and_published_in_order,
+    sends_committed_together_fail_alone,
     text_and_id_limits,
     only_members_send,
     reply_to_must_exist_in_the_room,
@@ -153,6 +154,112 @@ async fn concurrent_sends_are_gap_free_and_published_in_order(db: Db) -> anyhow:
     let stored: Vec<i64> = history.messages.iter().map(|m| m.seq).collect();
     assert_eq!(stored, (1..=50).collect::<Vec<i64>>());
     server.stop().await
+}
+
+/// Sends that arrive together share a transaction (group commit); in it
+/// each one that is refused or repeats a `client_msg_id` is undone or
+/// answered alone, and the others commit gap-free and publish in order.
+async fn sends_committed_together_fail_alone(db: Db) -> anyhow::Result<()> {
+    let server = TestServer::start(db).await?;
+    let mut api = server.api().await?;
+    let (alice, bob, mallory) = (user("alice"), user("bob"), user("mallory"));
+    let room = api.public_room(&alice, &[&bob]).await?;
+    let mut events = server.events().await?;
+    events.watch_room(&room.id).await?;
+    let batches_before = batch_metrics();
+
+    // 40 sends of members, each client_msg_id twice (80 calls), and 10 of
+    // a non-member, all at once.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        for _ in 0..2 {
+            let sender = if i % 2 == 0 {
+                alice.clone()
+            } else {
+                bob.clone()
+            };
+            let mut client = server.client()?;
+            let request = send_request(&room.id, &format!("text {i}"), &format!("c{i}"));
+            calls.spawn(async move {
+                let reply = client.send_message(sender.request(request)).await;
+                (format!("c{i}"), reply.map(tonic::Response::into_inner))
+            });
+        }
+    }
+    for i in 0..10 {
+        let mut client = server.client()?;
+        let request = send_request(&room.id, "let me in", &format!("m{i}"));
+        let sender = mallory.clone();
+        calls.spawn(async move {
+            let reply = client.send_message(sender.request(request)).await;
+            (format!("m{i}"), reply.map(tonic::Response::into_inner))
+        });
+    }
+    let mut by_id: std::collections::BTreeMap<String, Vec<(bool, i64)>> = Default::default();
+    let mut refused = 0;
+    while let Some(call) = calls.join_next().await {
+        let (id, reply) = call?;
+        match reply {
+            Ok(reply) => {
+                let seq = reply.message.map(|m| m.seq).unwrap_or_default();
+                by_id.entry(id).or_default().push((reply.duplicate, seq));
+            }
+            Err(status) => {
+                assert!(id.starts_with('m'), "{id}: {status:?}");
+                assert_eq!(code::<()>(Err(status)), Some(ErrorCode::Forbidden));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(by_id.len(), 40);
+    let mut seqs = Vec::new();
+    for (id, mut replies) in by_id {
+        // One created it, the other got the same message back.
+        replies.sort_unstable();
+        assert_eq!(
+            (replies.len(), replies[0].0, replies[1].0),
+            (2, false, true),
+            "{id}"
+        );
+        assert_eq!(replies[0].1, replies[1].1, "{id}");
+        seqs.push(replies[0].1);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<i64>>());
+
+    let mut published = Vec::new();
+    for _ in 0..40 {
+        published.push(created(events.room_event().await?)?.seq);
+    }
+    assert_eq!(published, (1..=40).collect::<Vec<i64>>());
+    let history = api.history(&alice, &room.id, None, None, 100).await?;
+    let stored: Vec<i64> = history.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(stored, (1..=40).collect::<Vec<i64>>());
+    // Every call went through a batch, and at least one batch held more
+    // than one send: fewer transactions than calls.
+    let (batches, sends) = batch_metrics();
+    assert_eq!(sends - batches_before.1, 90.0);
+    assert!(
+        batches - batches_before.0 < 90.0,
+        "{} transactions for 90 sends",
+        batches - batches_before.0
+    );
+    server.stop().await
+}
+
+/// The batch histogram's (count, sum): transactions and sends so far.
+fn batch_metrics() -> (f64, f64) {
+    let text = chat_common::metrics::render();
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!("chat_message_send_batch_sends_{suffix} "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    (value("count"), value("sum"))
 }
 
 async fn text_and_id_limits(db: Db) -> anyhow::Result<()> {
