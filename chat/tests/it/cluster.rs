@@ -285,6 +285,24 @@ impl Cluster {
         out
     }
 
+    /// Copies the processes' logs to a directory under the target
+    /// directory that outlives the test, and names it.
+    pub fn keep_logs(&self) -> anyhow::Result<std::path::PathBuf> {
+        let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("cluster-logs")
+            .join(self.namespace.to_string());
+        std::fs::create_dir_all(&kept)?;
+        for entry in std::fs::read_dir(self.dir.path())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log")
+                && let Some(name) = path.file_name()
+            {
+                std::fs::copy(&path, kept.join(name))?;
+            }
+        }
+        Ok(kept)
+    }
+
     /// The pid of `process` (`gateway-1`, `message-service`, ...) as
     /// `scripts/cluster` started it.
     pub fn pid(&self, process: &str) -> anyhow::Result<u32> {

@@ -643,23 +643,8 @@ impl Running {
         let workload = self.workload;
         let rooms = workload.rooms.clone();
 
-        let before = stored(cluster, &rooms).await?;
-        let last: Arc<HashMap<String, i64>> = Arc::new(
-            before
-                .iter()
-                .map(|(r, m)| (r.clone(), m.last().map_or(0, |(seq, _)| *seq)))
-                .collect(),
-        );
         eprintln!("traffic stopped after {seconds:.1} s; catching up");
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|c| tokio::spawn(c.catch_up(last.clone())))
-            .collect();
-        let mut clients = Vec::new();
-        for task in tasks {
-            clients.push(task.await??);
-        }
-
+        let mut clients = catch_up_all(cluster, &rooms, clients).await?;
         eprintln!(
             "caught up after {:.1} s",
             self.started.elapsed().as_secs_f64()
@@ -668,8 +653,9 @@ impl Running {
         // resume. A gateway may still be reconnecting to a restarted
         // dependency when the first probe goes out: it then tells its
         // clients to `resync` and they repair the gap with `resume`, as
-        // designed. So a probe is tried again, a bounded number of times,
-        // until one reaches every client live.
+        // designed. So the clients catch up again and a probe is tried
+        // again, a bounded number of times, until one reaches every client
+        // live.
         let mut failures = Vec::new();
         for attempt in 0..PROBES {
             let resumes: Vec<usize> = clients.iter().map(|c| c.stats.resumed).collect();
@@ -678,19 +664,25 @@ impl Running {
             let probe_room = rooms[probe % rooms.len()].clone();
             let probe_seq = clients[0].acked.last().map_or(0, |a| a.seq);
             failures.clear();
-            for (client, resumes) in clients.iter_mut().zip(resumes) {
-                let until = Instant::now() + PROBE_WAIT;
-                while client.last(&probe_room) < probe_seq {
+            // Every client reads at once, so that each keeps answering the
+            // gateways' pings while others are waited for.
+            let until = Instant::now() + PROBE_WAIT;
+            let probe_room = &probe_room;
+            futures::future::join_all(clients.iter_mut().map(|client| async move {
+                while client.last(probe_room) < probe_seq {
                     match client.read(until).await {
                         Event::Frame(frame) => client.handle(&frame),
                         Event::Closed | Event::Timeout => break,
                     }
                 }
-                if client.last(&probe_room) != probe_seq || client.stats.resumed != resumes {
+            }))
+            .await;
+            for (client, resumes) in clients.iter().zip(resumes) {
+                if client.last(probe_room) != probe_seq || client.stats.resumed != resumes {
                     failures.push(format!(
                         "{}: the live message {probe_seq} of room {probe_room} did not arrive live (holds {}, resumes {} -> {})",
                         client.name,
-                        client.last(&probe_room),
+                        client.last(probe_room),
                         resumes,
                         client.stats.resumed
                     ));
@@ -705,6 +697,8 @@ impl Running {
                 failures.len(),
                 failures[0]
             );
+            // Those clients repair the missed probe with `resume`.
+            clients = catch_up_all(cluster, &rooms, clients).await?;
         }
 
         eprintln!(
@@ -714,6 +708,30 @@ impl Running {
         let report = check(test, cluster, &workload, &clients, failures, seconds).await?;
         Ok((report, workload, clients))
     }
+}
+
+/// Every client resumes until it holds each room's messages as stored now.
+async fn catch_up_all(
+    cluster: &Cluster,
+    rooms: &[String],
+    clients: Vec<Client>,
+) -> anyhow::Result<Vec<Client>> {
+    let before = stored(cluster, rooms).await?;
+    let last: Arc<HashMap<String, i64>> = Arc::new(
+        before
+            .iter()
+            .map(|(r, m)| (r.clone(), m.last().map_or(0, |(seq, _)| *seq)))
+            .collect(),
+    );
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(c.catch_up(last.clone())))
+        .collect();
+    let mut caught_up = Vec::new();
+    for task in tasks {
+        caught_up.push(task.await??);
+    }
+    Ok(caught_up)
 }
 
 /// The checker: the database, the history API and every client agree on
@@ -892,6 +910,10 @@ where
     let result = scenario(cluster.clone()).await;
     if result.is_err() {
         eprintln!("{}", cluster.logs());
+        match cluster.keep_logs() {
+            Ok(dir) => eprintln!("the processes' whole logs are kept in {}", dir.display()),
+            Err(error) => eprintln!("the logs could not be kept: {error:#}"),
+        }
     }
     match Arc::try_unwrap(cluster) {
         Ok(cluster) => cluster.down().await?,
