@@ -5,7 +5,8 @@
 # once, each opening its share of CONNECTIONS authenticated sockets spread
 # over every gateway, from its own range of 127.0.0.x source addresses.
 # Prints each process's result and the totals; writes the JSON results to
-# OUT/connections-N-pK.json (N connections, process K).
+# OUT/connections-N-rR-pK.json (N connections, R per second per process,
+# process K).
 #
 #   bench/connections.sh                       100,000 over 6 gateways
 #   CONNECTIONS=12000 GATEWAYS=2 LOADGENS=2 bench/connections.sh
@@ -65,20 +66,20 @@ for k in $(seq 1 "$LOADGENS"); do
     "$target/release/loadgen" idle "${gateways[@]}" --connections "$per_process" \
         --users "$USERS" --hold-s "$HOLD_S" --connect-rate "$CONNECT_RATE" \
         --source-ips "127.0.0.$first-127.0.0.$((first + 7))" \
-        --out "$OUT/connections-$CONNECTIONS-p$k.json" >"$work/loadgen-$k.log" 2>&1 &
+        --out "$OUT/connections-$CONNECTIONS-r$CONNECT_RATE-p$k.json" >"$work/loadgen-$k.log" 2>&1 &
     pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 
-python3 - "$OUT" "$CONNECTIONS" "$LOADGENS" <<'EOF'
+python3 - "$OUT" "$CONNECTIONS" "$LOADGENS" "$CONNECT_RATE" <<'EOF'
 import json, sys
-out, total, processes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, total, processes, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 connected = failed = dropped = 0
 slowest = 0.0
 starts, ends = [], []
 for k in range(1, processes + 1):
-    with open(f"{out}/connections-{total}-p{k}.json") as f:
+    with open(f"{out}/connections-{total}-r{rate}-p{k}.json") as f:
         result = json.load(f)
     phase = result["phases"][0]
     counts, values = phase["counts"], phase["values"]

@@ -88,6 +88,11 @@ impl AuthError {
             }
             AuthError::UserNotFound => ErrorCode::NotFound,
             AuthError::LoginThrottled => ErrorCode::RateLimited,
+            AuthError::Store(StoreError::Database(e))
+                if chat_common::db::is_connection_failure(e) =>
+            {
+                ErrorCode::Unavailable
+            }
             AuthError::Store(_) | AuthError::Internal { .. } => ErrorCode::Internal,
         }
     }
@@ -105,11 +110,18 @@ impl From<StoreError> for AuthError {
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Status {
         let code = e.code();
-        if code == ErrorCode::Internal {
-            tracing::error!(error = %Chain(&e), "internal error");
-            return code.status("internal error");
+        match code {
+            ErrorCode::Internal => {
+                tracing::error!(error = %Chain(&e), "internal error");
+                code.status("internal error")
+            }
+            // Logged here: the caller only learns that it may retry.
+            ErrorCode::Unavailable => {
+                tracing::warn!(error = %Chain(&e), "the database is unavailable");
+                code.status("the database is unavailable, try again")
+            }
+            _ => code.status(e.to_string()),
         }
-        code.status(e.to_string())
     }
 }
 
@@ -131,6 +143,24 @@ impl std::fmt::Display for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_internal() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let status = Status::from(AuthError::from(StoreError::Database(error)));
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert_eq!(ErrorCode::from_status(&status), ErrorCode::Unavailable);
+            assert_eq!(status.message(), "the database is unavailable, try again");
+        }
+        let status = Status::from(AuthError::from(StoreError::Database(
+            sqlx::Error::RowNotFound,
+        )));
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::Internal);
+    }
 
     #[test]
     fn internal_errors_are_opaque() {

@@ -36,6 +36,23 @@ pub struct Migrations {
     pub postgres: &'static Migrator,
 }
 
+/// Whether `error` means the database could not be reached or went away
+/// (rather than rejecting the request): no connection within the pool's
+/// acquire timeout, a broken connection, or the server shutting down or
+/// starting up (SQLSTATE class 08, 57P01..57P03).
+pub fn is_connection_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Connections of a PostgreSQL pool: a few per core of this process's
 /// two, so that statements of one call overlap the round trips of others
 /// without the server switching between many backends.

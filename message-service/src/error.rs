@@ -74,29 +74,12 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
-        if is_connection_failure(&error) {
+        if chat_common::db::is_connection_failure(&error) {
             // Logged here: the client only learns that it may retry.
             tracing::warn!(error = %Chain(&error), "the database is unavailable");
             return Error::Unavailable("the database is unavailable, try again".into());
         }
         Error::Storage(Box::new(error))
-    }
-}
-
-/// Whether `error` means the database could not be reached or went away
-/// (rather than rejecting the request): no connection within the pool's
-/// acquire timeout, a broken connection, or the server shutting down or
-/// starting up (SQLSTATE class 08, 57P01..57P03).
-fn is_connection_failure(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
-        }),
-        _ => false,
     }
 }
 
