@@ -2,6 +2,7 @@
 //! (through the protocol's [`ErrorCode`]). Internal errors are logged here
 //! with their cause chain and leave as an opaque `internal`.
 
+use chat_common::ErrorChain;
 use chat_proto::ErrorCode;
 use tonic::Status;
 
@@ -112,31 +113,16 @@ impl From<AuthError> for Status {
         let code = e.code();
         match code {
             ErrorCode::Internal => {
-                tracing::error!(error = %Chain(&e), "internal error");
+                tracing::error!(error = %ErrorChain(&e), "internal error");
                 code.status("internal error")
             }
             // Logged here: the caller only learns that it may retry.
             ErrorCode::Unavailable => {
-                tracing::warn!(error = %Chain(&e), "the database is unavailable");
+                tracing::warn!(error = %ErrorChain(&e), "the database is unavailable");
                 code.status("the database is unavailable, try again")
             }
             _ => code.status(e.to_string()),
         }
-    }
-}
-
-/// Displays an error with its sources: "a: b: c".
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }
 

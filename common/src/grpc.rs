@@ -289,7 +289,7 @@ impl ServerTlsArgs {
         // than when serving starts.
         Server::builder()
             .tls_config(config.clone())
-            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+            .map_err(|e| anyhow::anyhow!("{}", crate::ErrorChain(&e)))
             .with_context(|| {
                 format!(
                     "GRPC_TLS_CERT ({cert}) and GRPC_TLS_KEY ({key}) do not make a TLS identity"
@@ -373,7 +373,7 @@ impl ClientTlsArgs {
         // server name's syntax) when the connector is built.
         Endpoint::from_static("https://localhost")
             .tls_config(config.clone())
-            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+            .map_err(|e| anyhow::anyhow!("{}", crate::ErrorChain(&e)))
             .context(
                 "GRPC_TLS_CA, GRPC_TLS_SERVER_NAME, GRPC_TLS_CLIENT_CERT and \
                  GRPC_TLS_CLIENT_KEY do not make a TLS client configuration",
@@ -418,19 +418,6 @@ fn identity(
         e => anyhow::anyhow!("{key_name}: {key_path} is not a valid PEM private key: {e}"),
     })?;
     Ok(Identity::from_pem(cert, key))
-}
-
-/// An error and its sources on one line: tonic's own display is only
-/// "transport error".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

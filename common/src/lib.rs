@@ -11,6 +11,7 @@ pub mod bus;
 pub mod bus_rabbitmq;
 pub mod config;
 pub mod db;
+pub mod error_chain;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
@@ -24,5 +25,6 @@ pub mod trace_context;
 
 pub use backends::Backends;
 pub use config::Secret;
+pub use error_chain::ErrorChain;
 pub use namespace::Namespace;
 pub use shutdown::Shutdown;

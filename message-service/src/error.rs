@@ -3,6 +3,7 @@
 //! travels with it). Internal failures are logged with their cause chain and
 //! reach the client as an opaque `internal`.
 
+use chat_common::ErrorChain;
 use chat_proto::ErrorCode;
 use tonic::Status;
 
@@ -76,7 +77,7 @@ impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
         if chat_common::db::is_connection_failure(&error) {
             // Logged here: the client only learns that it may retry.
-            tracing::warn!(error = %Chain(&error), "the database is unavailable");
+            tracing::warn!(error = %ErrorChain(&error), "the database is unavailable");
             return Error::Unavailable("the database is unavailable, try again".into());
         }
         Error::Storage(Box::new(error))
@@ -87,25 +88,10 @@ impl From<Error> for Status {
     fn from(error: Error) -> Status {
         let code = error.code();
         if code == ErrorCode::Internal {
-            tracing::error!(error = %Chain(&error), "request failed");
+            tracing::error!(error = %ErrorChain(&error), "request failed");
             return code.status("internal error");
         }
         code.status(error.to_string())
-    }
-}
-
-/// Displays an error with its whole `source()` chain.
-pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_common::Shutdown;
 use chat_common::bus::{BusMessage, EventBus};
 use chat_common::trace_context;
+use chat_common::{ErrorChain, Shutdown};
 use metrics::gauge;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use crate::error::Chain;
 use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE};
 use crate::store::Store;
 
@@ -85,7 +84,7 @@ impl Relay {
                 gauge!(OUTBOX_BACKLOG).set(rows as f64);
                 gauge!(OUTBOX_OLDEST_AGE).set(age_ms.max(0) as f64 / 1000.0);
             }
-            Err(error) => tracing::debug!(error = %Chain(&error), "cannot sample the outbox"),
+            Err(error) => tracing::debug!(error = %ErrorChain(&error), "cannot sample the outbox"),
         }
     }
 
@@ -96,7 +95,7 @@ impl Relay {
                 .store
                 .outbox_batch(BATCH)
                 .await
-                .map_err(|e| Chain(&e).to_string())?;
+                .map_err(|e| ErrorChain(&e).to_string())?;
             if rows.is_empty() {
                 return Ok(());
             }
@@ -121,7 +120,7 @@ impl Relay {
                     self.store
                         .outbox_delete(row.id)
                         .await
-                        .map_err(|e| Chain(&e).to_string())
+                        .map_err(|e| ErrorChain(&e).to_string())
                 }
                 .instrument(span)
                 .await?;
