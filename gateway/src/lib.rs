@@ -23,7 +23,6 @@ use axum::serve::ListenerExt;
 use chat_common::Shutdown;
 use chat_common::identity::ServiceAuth;
 use chat_common::pubsub::channels;
-use chat_proto::auth::v1::GetUsersRequest;
 use chat_proto::presence::v1::{AddConnectionRequest, HeartbeatRequest};
 use tokio::net::TcpListener;
 
@@ -32,6 +31,7 @@ pub use state::AppState;
 
 use clients::Services;
 use hub::Hub;
+use revocation::Account;
 
 /// The HTTP router: `/api/v1`, `/ws`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -161,7 +161,7 @@ async fn drain_sockets(hub: &Hub, window: Duration) {
     }
 }
 
-/// Users per `GetUsers` call: auth-service's limit.
+/// Users per `GetRevokedSessions` call: auth-service's limit.
 const REVALIDATE_BATCH: usize = 1000;
 
 /// Every `revalidate_interval`, looks up the users of this gateway's
@@ -184,41 +184,32 @@ async fn revalidate(state: AppState, shutdown: Shutdown) {
         user_ids.sort_unstable();
         user_ids.dedup();
         for batch in user_ids.chunks(REVALIDATE_BATCH) {
-            let request = GetUsersRequest {
-                user_ids: batch.to_vec(),
-            };
-            let users = match state.services.auth.clone().get_users(request).await {
-                Ok(reply) => reply.into_inner().users,
-                Err(status) => {
-                    tracing::warn!(%status, "cannot re-validate connected users");
-                    break;
-                }
-            };
-            let disabled: std::collections::HashMap<&str, bool> =
-                users.iter().map(|u| (u.id.as_str(), u.disabled)).collect();
-            for user_id in batch {
-                let code = match disabled.get(user_id.as_str()) {
-                    Some(false) => continue,
-                    Some(true) => conn::close::FORBIDDEN,
-                    None => conn::close::UNAUTHORIZED,
-                };
-                for conn in state.hub.of_user(user_id) {
-                    tracing::info!(user_id = %user_id, code, "closing the socket of a user no longer allowed");
-                    conn.close(code);
-                }
-            }
-            let revoked = match revocation::fetch(&state, batch).await {
-                Ok(revoked) => revoked,
+            let answer = match revocation::fetch(&state, batch).await {
+                Ok(answer) => answer,
                 Err(error) => {
-                    tracing::warn!(error = %error.message, "cannot re-validate sessions");
+                    tracing::warn!(error = %error.message, "cannot re-validate connected users");
                     break;
                 }
             };
-            for (user_id, sessions) in &revoked {
+            for (user_id, account) in &answer {
+                let revoked = match &**account {
+                    Account::Known { user, revoked } if !user.disabled => revoked,
+                    Account::Known { .. } => {
+                        close_user(&state, user_id, conn::close::FORBIDDEN);
+                        continue;
+                    }
+                    Account::Unknown => {
+                        close_user(&state, user_id, conn::close::UNAUTHORIZED);
+                        continue;
+                    }
+                };
+                if revoked.is_empty() {
+                    continue;
+                }
                 for conn in state.hub.of_user(user_id) {
                     if state
                         .revocations
-                        .authenticated_with(conn.id, sessions.iter())
+                        .authenticated_with(conn.id, revoked.iter())
                     {
                         tracing::info!(user_id = %user_id, "closing a socket of a revoked session");
                         conn.close(conn::close::UNAUTHORIZED);
@@ -226,6 +217,14 @@ async fn revalidate(state: AppState, shutdown: Shutdown) {
                 }
             }
         }
+    }
+}
+
+/// Closes every socket of a user who is no longer allowed on.
+fn close_user(state: &AppState, user_id: &str, code: u16) {
+    for conn in state.hub.of_user(user_id) {
+        tracing::info!(user_id = %user_id, code, "closing the socket of a user no longer allowed");
+        conn.close(code);
     }
 }
 

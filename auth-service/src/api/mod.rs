@@ -29,7 +29,7 @@ use crate::domain::{
 };
 use crate::error::AuthError;
 use crate::state::AppState;
-use crate::store::{NewRefreshToken, NewUser, Rotation};
+use crate::store::{NewRefreshToken, NewUser, Rotation, UserSessions};
 use crate::throttle::LoginThrottle;
 
 pub use admin::AdminApi;
@@ -434,24 +434,32 @@ impl AuthApi {
         let issued_since = now_ms()
             .saturating_sub(self.state.access_token_ttl_s.saturating_mul(1000))
             .saturating_sub(ACCESS_TOKEN_SLACK_MS);
-        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
-        for (user_id, session_id) in self
+        let mut found: HashMap<String, UserSessions> = self
             .state
             .store
-            .revoked_sessions(&request.user_ids, issued_since)
+            .users_with_revoked_sessions(&request.user_ids, issued_since)
             .await?
-        {
-            by_user.entry(user_id).or_default().push(session_id);
+            .into_iter()
+            .map(|entry| (entry.user.id.clone(), entry))
+            .collect();
+        // Answer in request order, each id once: in `users` when it exists
+        // (whatever its sessions), else in `unknown_user_ids`.
+        let mut response = GetRevokedSessionsResponse::default();
+        let mut seen = std::collections::HashSet::new();
+        for id in request.user_ids {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            match found.remove(&id) {
+                Some(UserSessions { user, revoked }) => response.users.push(RevokedSessions {
+                    user_id: id,
+                    session_ids: revoked,
+                    user: Some(user_to_proto(user)),
+                }),
+                None => response.unknown_user_ids.push(id),
+            }
         }
-        Ok(GetRevokedSessionsResponse {
-            users: by_user
-                .into_iter()
-                .map(|(user_id, session_ids)| RevokedSessions {
-                    user_id,
-                    session_ids,
-                })
-                .collect(),
-        })
+        Ok(response)
     }
 
     async fn update_profile(

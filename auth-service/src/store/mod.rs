@@ -65,6 +65,15 @@ pub struct TokenSession {
     pub live: bool,
 }
 
+/// A user and their revoked sign-in sessions, as a verifier of their
+/// access tokens needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSessions {
+    pub user: User,
+    /// Refresh-token families, in no particular order, each once.
+    pub revoked: Vec<String>,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Creates a user; [`StoreError::UsernameTaken`] when the name exists.
@@ -146,15 +155,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// Revokes every refresh token of the user: ends all their sessions.
     async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64) -> Result<(), StoreError>;
 
-    /// `(user id, session id)` of the revoked sessions of `user_ids` that
-    /// issued a token at or after `issued_since_ms`: the only revoked
-    /// sessions whose access tokens may still be unexpired. In no
-    /// particular order, each pair once.
-    async fn revoked_sessions(
+    /// The users among `user_ids` that exist, each once and in no
+    /// particular order, with their revoked sessions that issued a token at
+    /// or after `issued_since_ms`: the only revoked sessions whose access
+    /// tokens may still be unexpired.
+    async fn users_with_revoked_sessions(
         &self,
         user_ids: &[String],
         issued_since_ms: i64,
-    ) -> Result<Vec<(String, String)>, StoreError>;
+    ) -> Result<Vec<UserSessions>, StoreError>;
 
     /// Whether the session (refresh-token family) has been revoked.
     async fn is_session_revoked(&self, family_id: &str) -> Result<bool, StoreError>;

@@ -3,13 +3,18 @@
 //! statements both dialects accept (`ON CONFLICT ... DO NOTHING`,
 //! `RETURNING`).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use async_trait::async_trait;
 use chat_common::db::Migrations;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
-use super::{NewRefreshToken, NewUser, Rotation, StoreError, TokenSession, UserStore};
+use super::{
+    NewRefreshToken, NewUser, Rotation, StoreError, TokenSession, UserSessions, UserStore,
+};
 use crate::domain::{DisplayName, PasswordHash, RefreshTokenHash, Role, User, Username};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -390,21 +395,31 @@ impl UserStore for SqlUserStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(count = user_ids.len()))]
-    async fn revoked_sessions(
+    async fn users_with_revoked_sessions(
         &self,
         user_ids: &[String],
         issued_since_ms: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut sessions = Vec::new();
-        for chunk in user_ids.chunks(IDS_PER_QUERY) {
+    ) -> Result<Vec<UserSessions>, StoreError> {
+        // Each id in one chunk only, so that DISTINCT lists each session once.
+        let mut ids = user_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found: HashMap<String, UserSessions> = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
             let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-            // A session's access tokens are issued with its refresh tokens,
-            // and revoking a session marks all of its refresh tokens, so a
-            // revoked token created recently names a session whose access
-            // tokens may still run. Only placeholders are spliced in.
+            // One query for the users and their sessions: a row per
+            // (user, revoked session), or one with a NULL session for a
+            // user with none. A session's access tokens are issued with its
+            // refresh tokens, and revoking a session marks all of its
+            // refresh tokens, so a revoked token created recently names a
+            // session whose access tokens may still run. Only placeholders
+            // are spliced in.
             let sql = format!(
-                "SELECT DISTINCT user_id, family_id FROM refresh_tokens \
-                 WHERE created_at >= $1 AND revoked_at IS NOT NULL AND user_id IN ({})",
+                "SELECT DISTINCT u.id, u.username, u.display_name, u.role, u.disabled, \
+                 u.created_at, t.family_id \
+                 FROM users u LEFT JOIN refresh_tokens t \
+                 ON t.user_id = u.id AND t.created_at >= $1 AND t.revoked_at IS NOT NULL \
+                 WHERE u.id IN ({})",
                 placeholders.join(", ")
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(issued_since_ms);
@@ -412,10 +427,19 @@ impl UserStore for SqlUserStore {
                 query = query.bind(id.as_str());
             }
             for row in query.fetch_all(&self.pool).await? {
-                sessions.push((row.try_get("user_id")?, row.try_get("family_id")?));
+                let family_id: Option<String> = row.try_get("family_id")?;
+                let user_id: String = row.try_get("id")?;
+                let entry = match found.entry(user_id) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(UserSessions {
+                        user: user_from_row(&row)?,
+                        revoked: Vec::new(),
+                    }),
+                };
+                entry.revoked.extend(family_id);
             }
         }
-        Ok(sessions)
+        Ok(found.into_values().collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(family_id = %family_id))]

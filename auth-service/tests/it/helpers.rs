@@ -41,11 +41,13 @@ impl TestServer {
         let dir = tempfile::tempdir()?;
         let database_url = chat_common::db::sqlite_url(dir.path(), "auth.db");
         let mut config = Config::new(
-            database_url.clone(),
+            database_url,
             Secret::new(JWT_SECRET),
             Secret::new(SERVICE_TOKEN),
         );
         adjust(&mut config);
+        // The one `adjust` left, so that `store` opens the server's own.
+        let database_url = config.database_url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = Shutdown::new();

@@ -19,9 +19,11 @@ use sqlx::{Connection, Executor};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
 
-/// A store on a database of its own, dropped afterwards.
-struct TestDb {
+/// A store on a database of its own, dropped afterwards. Also used by API
+/// tests that run on both backends (through `url`).
+pub struct TestDb {
     store: Arc<dyn UserStore>,
+    pub url: String,
     pool: sqlx::AnyPool,
     _dir: Option<tempfile::TempDir>,
     /// (admin URL, database name) of a PostgreSQL database to drop.
@@ -29,12 +31,13 @@ struct TestDb {
 }
 
 impl TestDb {
-    async fn sqlite() -> anyhow::Result<TestDb> {
+    pub async fn sqlite() -> anyhow::Result<TestDb> {
         let dir = tempfile::tempdir()?;
         let url = chat_common::db::sqlite_url(dir.path(), "auth.db");
         let (pool, _) = chat_common::db::connect(&url, &migrations()).await?;
         Ok(TestDb {
             store: Arc::new(SqlUserStore::new(pool.clone())),
+            url,
             pool,
             _dir: Some(dir),
             postgres: None,
@@ -42,7 +45,7 @@ impl TestDb {
     }
 
     /// `None` (after a SKIP line) when PostgreSQL is unreachable outside CI.
-    async fn postgres(test: &str) -> anyhow::Result<Option<TestDb>> {
+    pub async fn postgres(test: &str) -> anyhow::Result<Option<TestDb>> {
         sqlx::any::install_default_drivers();
         let admin_url =
             std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
@@ -71,13 +74,14 @@ impl TestDb {
         let (pool, _) = chat_common::db::connect(&url, &migrations()).await?;
         Ok(Some(TestDb {
             store: Arc::new(SqlUserStore::new(pool.clone())),
+            url,
             pool,
             _dir: None,
             postgres: Some((admin_url, name)),
         }))
     }
 
-    async fn drop_database(self) -> anyhow::Result<()> {
+    pub async fn drop_database(self) -> anyhow::Result<()> {
         self.pool.close().await;
         if let Some((admin_url, name)) = &self.postgres {
             let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
@@ -447,6 +451,27 @@ async fn refresh_tokens_know_their_session(store: &dyn UserStore) -> anyhow::Res
     Ok(())
 }
 
+/// `users_with_revoked_sessions` as `(user id, disabled, sorted sessions)`,
+/// sorted by user id.
+async fn revoked(
+    store: &dyn UserStore,
+    ids: &[String],
+    issued_since_ms: i64,
+) -> anyhow::Result<Vec<(String, bool, Vec<String>)>> {
+    let mut answer: Vec<_> = store
+        .users_with_revoked_sessions(ids, issued_since_ms)
+        .await?
+        .into_iter()
+        .map(|entry| {
+            let mut sessions = entry.revoked;
+            sessions.sort();
+            (entry.user.id, entry.user.disabled, sessions)
+        })
+        .collect();
+    answer.sort();
+    Ok(answer)
+}
+
 async fn revoked_sessions_are_listed_while_their_access_tokens_may_run(
     store: &dyn UserStore,
 ) -> anyhow::Result<()> {
@@ -461,32 +486,64 @@ async fn revoked_sessions_are_listed_while_their_access_tokens_may_run(
         let (_, record) = new_token(&user.id, family, now + HOUR_MS);
         store.insert_refresh_token(record).await?;
     }
-    let ids = vec![alice.id.clone(), bob.id.clone()];
-    assert_eq!(store.revoked_sessions(&ids, now - 1000).await?, Vec::new());
+    // Unknown ids are left out; an id asked twice is answered once.
+    let ids = vec![
+        alice.id.clone(),
+        "no-such-user".to_owned(),
+        bob.id.clone(),
+        alice.id.clone(),
+    ];
+    let (a, b) = (alice.id.clone(), bob.id.clone());
+    let mut both = [
+        (a.clone(), false, Vec::new()),
+        (b.clone(), false, Vec::new()),
+    ];
+    both.sort();
+    assert_eq!(revoked(store, &ids, now - 1000).await?, both);
 
     store.revoke_family("old", now).await?;
     store.revoke_family("recent", now).await?;
     // The old session issued nothing since the cut-off: its access tokens
     // have expired, so it is left out.
+    let mut both = [
+        (a.clone(), false, vec!["recent".to_owned()]),
+        (b.clone(), false, Vec::new()),
+    ];
+    both.sort();
+    assert_eq!(revoked(store, &ids, now - 1000).await?, both);
     assert_eq!(
-        store.revoked_sessions(&ids, now - 1000).await?,
-        [(alice.id.clone(), "recent".to_owned())]
+        revoked(store, std::slice::from_ref(&bob.id), now - 1000).await?,
+        [(b.clone(), false, Vec::new())]
+    );
+    // A whole user entry, not only its id.
+    let [entry] = &store
+        .users_with_revoked_sessions(std::slice::from_ref(&bob.id), now - 1000)
+        .await?[..]
+    else {
+        anyhow::bail!("not one entry for bob");
+    };
+    assert_eq!(entry.user, bob);
+
+    // Disabling revokes every session: all but the old one are listed.
+    assert!(store.set_disabled(&alice.id, true, now).await?);
+    let mut both = [
+        (
+            a.clone(),
+            true,
+            vec!["live".to_owned(), "recent".to_owned()],
+        ),
+        (b.clone(), false, Vec::new()),
+    ];
+    both.sort();
+    assert_eq!(revoked(store, &ids, now - 1000).await?, both);
+    // A disabled user is listed even with no revoked session left to show.
+    assert_eq!(
+        revoked(store, std::slice::from_ref(&alice.id), now + HOUR_MS).await?,
+        [(a.clone(), true, Vec::new())]
     );
     assert_eq!(
-        store
-            .revoked_sessions(std::slice::from_ref(&bob.id), now - 1000)
-            .await?,
-        Vec::new()
-    );
-    store.revoke_user_sessions(&alice.id, now).await?;
-    let mut revoked = store.revoked_sessions(&ids, now - 1000).await?;
-    revoked.sort();
-    assert_eq!(
-        revoked,
-        [
-            (alice.id.clone(), "live".to_owned()),
-            (alice.id.clone(), "recent".to_owned())
-        ]
+        revoked(store, &["no-such-user".to_owned()], now - 1000).await?,
+        []
     );
     assert!(store.is_session_revoked("old").await?);
     assert!(!store.is_session_revoked("bobs").await?);

@@ -414,3 +414,109 @@ async fn tokens_of_a_previous_key_validate_while_it_is_listed() -> anyhow::Resul
     );
     server.stop().await
 }
+
+/// One `GetRevokedSessions` answer, asserted whole: each asked id once, in
+/// request order; existing users with their row (disabled or not) whether
+/// or not a session of theirs is revoked; unknown ids apart.
+async fn revoked_sessions_answer_every_asked_user(
+    db: &crate::store_contract::TestDb,
+) -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.database_url = db.url.clone();
+        c.admin_usernames = vec!["root".into()];
+    })
+    .await?;
+    let mut client = server.client.clone();
+    let root = server.register("root").await?;
+    let alice = server.register("alice").await?;
+    let bob_phone = server.register("bob").await?;
+    let bob_laptop = client
+        .login(chat_proto::auth::v1::LoginRequest {
+            username: "bob".into(),
+            password: crate::helpers::PASSWORD.into(),
+        })
+        .await?
+        .into_inner();
+    let carol = server.register("carol").await?;
+    let keys = TokenKeys::new(&Secret::new(JWT_SECRET));
+
+    server
+        .admin(&root.access_token)?
+        .set_disabled(chat_proto::auth::v1::SetDisabledRequest {
+            user: "alice".into(),
+            disabled: true,
+        })
+        .await?;
+    client
+        .logout(LogoutRequest {
+            refresh_token: bob_phone.refresh_token.clone(),
+            everywhere: false,
+        })
+        .await?;
+
+    let user = |auth: &chat_proto::auth::v1::AuthResponse| auth.user.clone().unwrap_or_default();
+    let alice_user = chat_proto::auth::v1::User {
+        disabled: true,
+        ..user(&alice)
+    };
+    let (alice_id, bob_id, carol_id) =
+        (alice_user.id.clone(), user(&bob_phone).id, user(&carol).id);
+    // More ids than the store puts in one query, so that the unknown ones
+    // span two.
+    let unknown: Vec<String> = (0..600).map(|i| format!("no-such-user-{i:03}")).collect();
+    let mut asked = vec![carol_id.clone(), unknown[0].clone(), alice_id.clone()];
+    asked.extend(unknown.iter().skip(1).cloned());
+    asked.extend([bob_id.clone(), carol_id.clone(), unknown[0].clone()]);
+    let reply = client
+        .get_revoked_sessions(chat_proto::auth::v1::GetRevokedSessionsRequest { user_ids: asked })
+        .await?
+        .into_inner();
+
+    let entry =
+        |user_id: &str, sessions: Vec<String>, user| chat_proto::auth::v1::RevokedSessions {
+            user_id: user_id.to_owned(),
+            session_ids: sessions,
+            user: Some(user),
+        };
+    assert_eq!(
+        reply,
+        chat_proto::auth::v1::GetRevokedSessionsResponse {
+            users: vec![
+                // Enabled, nothing revoked.
+                entry(&carol_id, Vec::new(), user(&carol)),
+                // Disabled: every session revoked.
+                entry(
+                    &alice_id,
+                    vec![keys.verify(&alice.access_token)?.sid],
+                    alice_user
+                ),
+                // Enabled, one session of two revoked.
+                entry(
+                    &bob_id,
+                    vec![keys.verify(&bob_phone.access_token)?.sid],
+                    user(&bob_laptop)
+                ),
+            ],
+            unknown_user_ids: unknown,
+        }
+    );
+    server.stop().await
+}
+
+#[tokio::test]
+async fn sqlite_revoked_sessions_answer_every_asked_user() -> anyhow::Result<()> {
+    let db = crate::store_contract::TestDb::sqlite().await?;
+    revoked_sessions_answer_every_asked_user(&db).await?;
+    db.drop_database().await
+}
+
+#[tokio::test]
+async fn postgres_revoked_sessions_answer_every_asked_user() -> anyhow::Result<()> {
+    let test = "postgres_revoked_sessions_answer_every_asked_user";
+    let Some(db) = crate::store_contract::TestDb::postgres(test).await? else {
+        return Ok(());
+    };
+    let result = revoked_sessions_answer_every_asked_user(&db).await;
+    db.drop_database().await?;
+    result
+}

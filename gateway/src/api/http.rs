@@ -175,7 +175,7 @@ async fn me(State(state): State<AppState>, AuthUser(claims): AuthUser) -> ApiRes
     Ok(Json(json!({"user": wire::user(&user)})))
 }
 
-pub async fn get_user(state: &AppState, user_id: &str) -> ApiResult<auth::User> {
+async fn get_user(state: &AppState, user_id: &str) -> ApiResult<auth::User> {
     let request = auth::GetUserRequest {
         user_id: user_id.to_owned(),
     };
@@ -202,6 +202,10 @@ async fn update_me(
         display_name: body.display_name,
     });
     let user = state.services.auth.clone().update_profile(request).await?;
+    // The cached answer holds the user's row, which the next handshake's
+    // `ready` shows: ask again rather than show the old name. (Other
+    // gateways may show it until their answer expires.)
+    state.revocations.forget(&claims.sub);
     Ok(Json(json!({"user": wire::user(user.get_ref())})))
 }
 

@@ -183,20 +183,12 @@ async fn open(
     };
     let identity = claims.identity();
 
-    let user = match super::http::get_user(state, &claims.sub).await {
-        Ok(user) if user.disabled => {
-            return Err(close_now(sink, stream, close::FORBIDDEN).await);
-        }
+    // One cached answer per user says whether the user exists, is
+    // disabled, or ended this session, and gives `ready` its user.
+    let user = match crate::revocation::admit(state, &claims).await {
         Ok(user) => user,
-        Err(e) => {
-            return Err(close_now(sink, stream, setup_failure_code(&e)).await);
-        }
+        Err(e) => return Err(close_now(sink, stream, setup_failure_code(&e)).await),
     };
-    // After the disabled check: a disabled user's sessions are all
-    // revoked, and 4003 tells them more than 4001.
-    if let Err(e) = crate::revocation::check(state, &claims).await {
-        return Err(close_now(sink, stream, setup_failure_code(&e)).await);
-    }
     let my_rooms = match state
         .services
         .messages
