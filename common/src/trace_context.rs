@@ -63,6 +63,21 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Links `span` to each of `others`: a span that does the work of many
+/// calls at once (a batch) can be the child of only one of them; the
+/// others' traces reach it by the link.
+pub fn link<'a>(span: &tracing::Span, others: impl IntoIterator<Item = &'a tracing::Span>) {
+    if !enabled() {
+        return;
+    }
+    for other in others {
+        let context = other.context().span().span_context().clone();
+        if context.is_valid() {
+            span.add_link(context);
+        }
+    }
+}
+
 /// Adds the current span's `traceparent` to outgoing gRPC metadata.
 pub fn inject(metadata: &mut tonic::metadata::MetadataMap) {
     if let Some(value) = current().and_then(|v| v.parse().ok()) {

@@ -1,10 +1,9 @@
 //! Group commit of sends. A send waits in a queue; a worker takes every
-//! send queued meanwhile (up to [`MAX_BATCH`]) into one transaction, each
-//! inside its own savepoint so that one send's refusal (not a member,
-//! muted, a bad `reply_to`) rolls back only that send, and commits them
-//! with one commit, one disk flush for the batch instead of one per
-//! message. Then it publishes the created messages' events in seq order and
-//! answers each caller.
+//! send queued meanwhile (up to [`MAX_BATCH`]) into one transaction, checks
+//! and writes them set-based (a few statements for the whole batch, see
+//! [`send_batch_in_tx`]) and commits them with one commit, one disk flush
+//! for the batch instead of one per message. Then it publishes the created
+//! messages' events in seq order and answers each caller.
 //!
 //! A room's sends always go to the same worker (by the room's lock stripe),
 //! so they commit and publish in arrival order. A worker sorts its batch by
@@ -20,12 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use crate::api::convert;
-use crate::api::messages::{Sent, send_in_tx};
+use crate::api::messages::{SendCall, Sent, send_batch_in_tx};
 use crate::domain::validate::ClientMsgId;
 use crate::error::Error;
 use crate::events;
 use crate::state::{RoomLocks, State};
-use crate::store::StoreTx;
 
 /// The most sends one transaction holds: enough to pay for the commit many
 /// times over, few enough that the first of them is not kept waiting long.
@@ -34,6 +32,11 @@ pub const MAX_BATCH: usize = 128;
 /// Sends waiting per worker before callers wait to queue (back-pressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 
+/// Attempts of a batch that lost a `client_msg_id` race to another replica:
+/// the next attempt reads that send's message and answers it as a
+/// duplicate, so a second loss needs a third replica's race.
+const ATTEMPTS: usize = 3;
+
 /// A send's outcome as its caller gets it.
 pub enum Outcome {
     Created(pb::Message),
@@ -41,11 +44,7 @@ pub enum Outcome {
 }
 
 struct Job {
-    who: Identity,
-    req: pb::SendMessageRequest,
-    client_msg_id: ClientMsgId,
-    /// The caller's span: the send's statements are traced under it.
-    span: tracing::Span,
+    call: SendCall,
     reply: oneshot::Sender<Result<Outcome, Error>>,
 }
 
@@ -75,10 +74,12 @@ impl SendQueue {
         let worker = &self.workers[RoomLocks::stripe(&req.room) % self.workers.len()];
         let (reply, outcome) = oneshot::channel();
         let job = Job {
-            who,
-            req,
-            client_msg_id,
-            span: tracing::Span::current(),
+            call: SendCall {
+                who,
+                req,
+                client_msg_id,
+                span: tracing::Span::current(),
+            },
             reply,
         };
         let stopped = || Error::Unavailable("message-service is stopping, try again".into());
@@ -117,13 +118,21 @@ async fn run(state: std::sync::Arc<State>, mut queue: mpsc::Receiver<Job>, stop:
 
 async fn commit_batch(state: &State, mut jobs: Vec<Job>) {
     // Stable: each room's sends keep their arrival order.
-    jobs.sort_by(|a, b| a.req.room.cmp(&b.req.room));
-    let span = tracing::debug_span!("send_batch", sends = jobs.len());
+    jobs.sort_by(|a, b| a.call.req.room.cmp(&b.call.req.room));
+    // The batch's statements belong to every send in it: the span is the
+    // first send's child and linked from the others.
+    let span = match jobs.first() {
+        Some(first) => {
+            tracing::debug_span!(parent: &first.call.span, "send_batch", sends = jobs.len())
+        }
+        None => return,
+    };
+    chat_common::trace_context::link(&span, jobs.iter().skip(1).map(|job| &job.call.span));
     // Held until the events are published, so a room's events leave in
     // seq order, also relative to its edits and recalls.
     let _order = state
         .room_locks
-        .lock_all(jobs.iter().map(|job| job.req.room.as_str()))
+        .lock_all(jobs.iter().map(|job| job.call.req.room.as_str()))
         .await;
     let results = match in_one_transaction(state, &jobs).instrument(span).await {
         Ok(results) => {
@@ -147,10 +156,10 @@ async fn commit_batch(state: &State, mut jobs: Vec<Job>) {
                 let message = convert::message(&message);
                 events::publish_room(
                     &state.backends,
-                    &job.req.room,
+                    &job.call.req.room,
                     room_event::Event::MessageCreated(message.clone()),
                 )
-                .instrument(job.span.clone())
+                .instrument(job.call.span.clone())
                 .await;
                 Ok(Outcome::Created(message))
             }
@@ -171,42 +180,20 @@ async fn in_one_transaction(
     state: &State,
     jobs: &[Job],
 ) -> Result<Vec<Result<Sent, Error>>, Error> {
-    let mut tx = state.store.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let result = one_send(state, tx.as_mut(), job)
-            .instrument(job.span.clone())
-            .await?;
-        results.push(result);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-/// One send inside its savepoint. The outer `Err` fails the transaction
-/// (the database is gone, say); the inner one is this send's refusal.
-async fn one_send(
-    state: &State,
-    tx: &mut dyn StoreTx,
-    job: &Job,
-) -> Result<Result<Sent, Error>, Error> {
-    tx.savepoint().await?;
-    let mut result = send_in_tx(state, tx, &job.who, &job.req, &job.client_msg_id).await;
-    if matches!(result, Err(Error::Conflict(_))) {
-        // A concurrent send with the same client_msg_id (another replica)
-        // committed first: this one is undone and finds that message.
-        tx.rollback_to_savepoint().await?;
-        result = send_in_tx(state, tx, &job.who, &job.req, &job.client_msg_id).await;
-    }
-    match result {
-        Ok(sent) => {
-            tx.release_savepoint().await?;
-            Ok(Ok(sent))
+    let calls: Vec<&SendCall> = jobs.iter().map(|job| &job.call).collect();
+    let mut attempt = 1;
+    loop {
+        let mut tx = state.store.begin().await?;
+        match send_batch_in_tx(state, tx.as_mut(), &calls).await {
+            Ok(results) => {
+                tx.commit().await?;
+                return Ok(results);
+            }
+            // Another replica committed one of these client_msg_ids since
+            // it was read: nothing of this attempt stays, the next one
+            // answers that send as a duplicate.
+            Err(Error::Conflict(_)) if attempt < ATTEMPTS => attempt += 1,
+            Err(error) => return Err(error),
         }
-        Err(error) => match tx.rollback_to_savepoint().await {
-            Ok(()) => Ok(Err(error)),
-            // The transaction is unusable (the connection broke, say).
-            Err(_) => Err(error),
-        },
     }
 }

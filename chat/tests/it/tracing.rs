@@ -109,6 +109,7 @@ struct SendTrace {
     frame: Seen,
     grpc_server: Seen,
     handler: Seen,
+    batch: Seen,
     insert_outbox: Seen,
     relay: Seen,
     consumer: Seen,
@@ -129,7 +130,8 @@ fn find_send_trace(spans: &[Seen]) -> Option<SendTrace> {
             && s.target.starts_with("chat_message_service")
             && s.trace_id == frame.trace_id
     })?;
-    let insert_outbox = one(&|s| s.name == "insert_outbox" && s.trace_id == frame.trace_id)?;
+    let batch = one(&|s| s.name == "send_batch" && s.trace_id == frame.trace_id)?;
+    let insert_outbox = one(&|s| s.name == "insert_outbox_rows" && s.trace_id == frame.trace_id)?;
     let relay = one(&|s| s.name == "outbox.publish" && s.trace_id == frame.trace_id)?;
     let consumer = one(&|s| {
         s.name == "notifications.handle"
@@ -140,6 +142,7 @@ fn find_send_trace(spans: &[Seen]) -> Option<SendTrace> {
         frame,
         grpc_server,
         handler,
+        batch,
         insert_outbox,
         relay,
         consumer,
@@ -212,8 +215,12 @@ async fn a_send_is_one_trace_from_frame_to_consumer(deployment: Deployment) -> a
         "the handler runs in the call's span: {trace:#?}"
     );
     assert!(
-        trace.insert_outbox.is_child_of(&trace.handler),
-        "store calls are children of the handler: {trace:#?}"
+        trace.batch.is_child_of(&trace.handler),
+        "the send's batch (group commit) is a child of the handler: {trace:#?}"
+    );
+    assert!(
+        trace.insert_outbox.is_child_of(&trace.batch),
+        "the batch's store calls are children of the batch: {trace:#?}"
     );
     assert!(
         trace.relay.is_child_of(&trace.handler),

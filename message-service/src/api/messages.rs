@@ -1,8 +1,11 @@
 //! Sending, editing, recalling, paging through history, read positions.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chat_common::identity::Identity;
 use chat_proto::events::v1::{self as ev, chat_event, room_event};
 use chat_proto::message::v1 as pb;
+use tracing::Instrument as _;
 
 use super::{Authority, convert, load_room, require_member};
 use crate::domain::paging::Page;
@@ -12,7 +15,7 @@ use crate::error::Error;
 use crate::events;
 use crate::sends::Outcome;
 use crate::state::State;
-use crate::store::{MessageRecord, StoreTx};
+use crate::store::{MemberRecord, MessageRecord, RoomRecord, StoreTx};
 
 /// What a send did inside its transaction.
 pub(crate) enum Sent {
@@ -43,33 +46,223 @@ pub async fn send(
     })
 }
 
-/// The whole send inside `tx`: checks, de-duplication, seq, insert, read
-/// position, outbox row.
-pub(crate) async fn send_in_tx(
+/// A validated send waiting for its batch (crate::sends).
+pub(crate) struct SendCall {
+    pub who: Identity,
+    pub req: pb::SendMessageRequest,
+    pub client_msg_id: ClientMsgId,
+    /// The caller's span: its statements are traced under it and its
+    /// outbox row carries its trace context.
+    pub span: tracing::Span,
+}
+
+/// What the checks decided for one send of a batch.
+enum Plan {
+    Refused(Error),
+    Duplicate(Box<MessageRecord>),
+    /// Repeats the `client_msg_id` of the send at this index of the batch.
+    DuplicateOf(usize),
+    /// To insert; its seq is taken once the batch's count per room is known.
+    Create(Box<MessageRecord>),
+}
+
+/// Every send of a batch inside `tx`, set-based: one query each for the
+/// rooms, memberships and earlier sends of the whole batch; the checks in
+/// memory, in arrival order; one seq reservation per room; one statement
+/// each for the messages, read positions and outbox rows. A refusal (not a
+/// member, muted, a bad `reply_to`) is decided before anything is written,
+/// so it undoes nothing. `calls` must be sorted by room: rooms are then
+/// locked in the same order by every batch.
+///
+/// The outer `Err` fails the whole batch: the database failed, or
+/// [`Error::Conflict`] when another replica committed one of the batch's
+/// `client_msg_id`s since they were read (a retry of the batch finds it).
+pub(crate) async fn send_batch_in_tx(
     state: &State,
     tx: &mut dyn StoreTx,
-    who: &Identity,
-    req: &pb::SendMessageRequest,
-    client_msg_id: &ClientMsgId,
-) -> Result<Sent, Error> {
+    calls: &[&SendCall],
+) -> Result<Vec<Result<Sent, Error>>, Error> {
     let now = state.clock.now_ms();
-    let room = load_room(tx, &req.room).await?;
-    let member = require_member(tx, &room.id, &who.user_id).await?;
+    let rooms: HashMap<String, RoomRecord> = tx
+        .rooms(&unique(calls.iter().map(|c| c.req.room.as_str())))
+        .await?
+        .into_iter()
+        .map(|room| (room.id.clone(), room))
+        .collect();
+    let memberships: HashMap<(String, String), MemberRecord> = tx
+        .memberships(&unique(
+            calls
+                .iter()
+                .map(|c| (c.req.room.as_str(), c.who.user_id.as_str())),
+        ))
+        .await?
+        .into_iter()
+        .map(|m| ((m.room_id.clone(), m.user_id.clone()), m))
+        .collect();
+    let already_sent: HashMap<(String, String, String), MessageRecord> = tx
+        .messages_by_client_ids(&unique(calls.iter().map(|c| {
+            (
+                c.req.room.as_str(),
+                c.who.user_id.as_str(),
+                c.client_msg_id.as_str(),
+            )
+        })))
+        .await?
+        .into_iter()
+        .map(|m| {
+            let key = (
+                m.room_id.clone(),
+                m.sender_id.clone(),
+                m.client_msg_id.clone(),
+            );
+            (key, m)
+        })
+        .collect();
+
+    // Members of rooms whose sends need them (dm recipients, mentions).
+    let mut room_members: HashMap<&str, Vec<MemberRecord>> = HashMap::new();
+    let mut created_at_index: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut plans = Vec::with_capacity(calls.len());
+    for (index, call) in calls.iter().enumerate() {
+        let (room_id, user_id, client_msg_id) = (
+            call.req.room.as_str(),
+            call.who.user_id.as_str(),
+            call.client_msg_id.as_str(),
+        );
+        let plan = if let Some(&first) = created_at_index.get(&(room_id, user_id, client_msg_id)) {
+            Plan::DuplicateOf(first)
+        } else {
+            let known = Known {
+                room: rooms.get(room_id),
+                member: memberships.get(&(room_id.to_owned(), user_id.to_owned())),
+                sent: already_sent.get(&(
+                    room_id.to_owned(),
+                    user_id.to_owned(),
+                    client_msg_id.to_owned(),
+                )),
+            };
+            plan_send(tx, call, known, now, &mut room_members)
+                .instrument(call.span.clone())
+                .await?
+        };
+        if matches!(plan, Plan::Create(_)) {
+            created_at_index.insert((room_id, user_id, client_msg_id), index);
+        }
+        plans.push(plan);
+    }
+
+    // Seqs: each room's creations take consecutive seqs in arrival order.
+    let mut per_room: BTreeMap<&str, i64> = BTreeMap::new();
+    for plan in &plans {
+        if let Plan::Create(message) = plan {
+            *per_room.entry(message.room_id.as_str()).or_default() += 1;
+        }
+    }
+    let mut next_seq: HashMap<String, i64> = HashMap::new();
+    for (room_id, count) in per_room {
+        let last = tx
+            .reserve_seqs(room_id, count)
+            .await?
+            .ok_or_else(|| Error::not_found("room not found"))?;
+        next_seq.insert(room_id.to_owned(), last - count + 1);
+    }
+    let mut created = Vec::new();
+    let mut read_positions: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut outbox = Vec::new();
+    for (plan, call) in plans.iter_mut().zip(calls) {
+        let Plan::Create(message) = plan else {
+            continue;
+        };
+        let seq = next_seq.entry(message.room_id.clone()).or_default();
+        message.seq = *seq;
+        *seq += 1;
+        // A user's own send moves their read position to it.
+        read_positions.insert(
+            (call.req.room.as_str(), call.who.user_id.as_str()),
+            message.seq,
+        );
+        let room = rooms
+            .get(&message.room_id)
+            .ok_or_else(|| Error::Internal("a planned send lost its room".into()))?;
+        let mut recipients: Vec<String> = Vec::new();
+        if room.kind == RoomKind::Dm
+            && let Some(members) = room_members.get(room.id.as_str())
+        {
+            recipients.extend(members.iter().map(|m| m.user_id.clone()));
+        }
+        recipients.extend(message.mentions.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        recipients.retain(|id| *id != call.who.user_id && seen.insert(id.clone()));
+        let event = chat_event::Event::MessageCreated(convert::message(message));
+        outbox.push(
+            call.span
+                .in_scope(|| events::outbox_row(room, event, recipients, now)),
+        );
+        created.push((**message).clone());
+    }
+    tx.insert_messages(&created).await?;
+    let read_positions: Vec<(&str, &str, i64)> = read_positions
+        .into_iter()
+        .map(|((room_id, user_id), seq)| (room_id, user_id, seq))
+        .collect();
+    tx.set_last_reads(&read_positions).await?;
+    tx.insert_outbox_rows(&outbox).await?;
+
+    let mut results: Vec<Result<Sent, Error>> = Vec::with_capacity(plans.len());
+    for plan in plans {
+        results.push(match plan {
+            Plan::Refused(error) => Err(error),
+            Plan::Duplicate(message) => Ok(Sent::Duplicate(*message)),
+            Plan::Create(message) => Ok(Sent::Created(*message)),
+            Plan::DuplicateOf(first) => match results.get(first) {
+                Some(Ok(Sent::Created(message))) => Ok(Sent::Duplicate(message.clone())),
+                _ => Err(Error::Internal("a repeated send lost its original".into())),
+            },
+        });
+    }
+    Ok(results)
+}
+
+/// What the batch's reads found for one send.
+struct Known<'a> {
+    room: Option<&'a RoomRecord>,
+    member: Option<&'a MemberRecord>,
+    /// The message this sender already sent with this `client_msg_id`.
+    sent: Option<&'a MessageRecord>,
+}
+
+/// One send's checks, in the order a single send makes them. `Err` only
+/// when the database fails; a refusal is [`Plan::Refused`].
+async fn plan_send<'a>(
+    tx: &mut dyn StoreTx,
+    call: &'a SendCall,
+    known: Known<'_>,
+    now: i64,
+    room_members: &mut HashMap<&'a str, Vec<MemberRecord>>,
+) -> Result<Plan, Error> {
+    let Some(room) = known.room else {
+        return Ok(Plan::Refused(Error::not_found("room not found")));
+    };
+    let Some(member) = known.member else {
+        return Ok(Plan::Refused(Error::forbidden(
+            "you are not a member of this room",
+        )));
+    };
     // A retry of a send that went through gets the original, even if the
     // sender was muted since: the message exists either way.
-    if let Some(existing) = tx
-        .message_by_client_id(&room.id, &who.user_id, client_msg_id.as_str())
-        .await?
-    {
-        return Ok(Sent::Duplicate(existing));
+    if let Some(sent) = known.sent {
+        return Ok(Plan::Duplicate(Box::new(sent.clone())));
     }
     if member.mute.is_some_and(|m| m.active_at(now)) {
-        return Err(Error::Muted);
+        return Ok(Plan::Refused(Error::Muted));
     }
+    let req = &call.req;
     if let Some(reply_to) = req.reply_to
         && tx.message(&room.id, reply_to).await?.is_none()
     {
-        return Err(Error::invalid("reply_to is not a message of this room"));
+        return Ok(Plan::Refused(Error::invalid(
+            "reply_to is not a message of this room",
+        )));
     }
     let attachment = match &req.attachment_id {
         None => None,
@@ -77,22 +270,22 @@ pub(crate) async fn send_in_tx(
             let attachment = tx
                 .attachment(id)
                 .await?
-                .filter(|a| a.room_id == room.id && a.uploader_id == who.user_id)
-                .ok_or_else(|| {
-                    Error::invalid("attachment_id is not an attachment you uploaded to this room")
-                })?;
+                .filter(|a| a.room_id == room.id && a.uploader_id == call.who.user_id);
+            let Some(attachment) = attachment else {
+                return Ok(Plan::Refused(Error::invalid(
+                    "attachment_id is not an attachment you uploaded to this room",
+                )));
+            };
             Some(attachment)
         }
     };
-    let seq = tx
-        .next_seq(&room.id)
-        .await?
-        .ok_or_else(|| Error::not_found("room not found"))?;
-
-    let members = if room.kind == RoomKind::Dm || req.text.contains('@') {
-        tx.members(&room.id).await?
-    } else {
-        Vec::new()
+    let needs_members = room.kind == RoomKind::Dm || req.text.contains('@');
+    if needs_members && !room_members.contains_key(req.room.as_str()) {
+        room_members.insert(req.room.as_str(), tx.members(&room.id).await?);
+    }
+    let members = match room_members.get(req.room.as_str()) {
+        Some(members) if needs_members => members.as_slice(),
+        _ => &[],
     };
     let mentioned = mentions::resolve(
         &req.text,
@@ -100,12 +293,12 @@ pub(crate) async fn send_in_tx(
             .iter()
             .map(|m| (m.user_id.as_str(), m.username.as_str())),
     );
-    let message = MessageRecord {
+    Ok(Plan::Create(Box::new(MessageRecord {
         id: uuid::Uuid::now_v7().to_string(),
         room_id: room.id.clone(),
-        seq,
-        sender_id: who.user_id.clone(),
-        sender_name: who.display_name.clone(),
+        seq: 0,
+        sender_id: call.who.user_id.clone(),
+        sender_name: call.who.display_name.clone(),
         kind: if attachment.is_some() {
             MessageKind::File
         } else {
@@ -114,27 +307,18 @@ pub(crate) async fn send_in_tx(
         text: req.text.clone(),
         attachment,
         reply_to: req.reply_to,
-        client_msg_id: client_msg_id.as_str().to_owned(),
+        client_msg_id: call.client_msg_id.as_str().to_owned(),
         mentions: mentioned,
         created_at: now,
         edited_at: None,
         deleted: false,
-    };
-    tx.insert_message(&message).await?;
-    // A user's own send moves their read position to it.
-    tx.set_last_read(&room.id, &who.user_id, seq).await?;
+    })))
+}
 
-    let mut recipients: Vec<String> = Vec::new();
-    if room.kind == RoomKind::Dm {
-        recipients.extend(members.iter().map(|m| m.user_id.clone()));
-    }
-    recipients.extend(message.mentions.iter().cloned());
+/// The distinct items, in first-seen order.
+fn unique<T: Eq + std::hash::Hash + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut seen = std::collections::HashSet::new();
-    recipients.retain(|id| *id != who.user_id && seen.insert(id.clone()));
-    let event = chat_event::Event::MessageCreated(convert::message(&message));
-    tx.insert_outbox(&events::outbox_row(&room, event, recipients, now))
-        .await?;
-    Ok(Sent::Created(message))
+    items.filter(|item| seen.insert(*item)).collect()
 }
 
 /// The message at `seq`, or `not_found`.

@@ -116,18 +116,14 @@ pub trait Store: Send + Sync + 'static {
 pub trait StoreTx: Send {
     async fn commit(self: Box<Self>) -> Result<(), Error>;
 
-    /// Marks a point to roll back to ([`StoreTx::rollback_to_savepoint`])
-    /// or to keep ([`StoreTx::release_savepoint`]): one transaction then
-    /// holds several calls, each of which may fail alone. Not nested.
-    async fn savepoint(&mut self) -> Result<(), Error>;
-    async fn rollback_to_savepoint(&mut self) -> Result<(), Error>;
-    async fn release_savepoint(&mut self) -> Result<(), Error>;
-
     // Rooms.
 
     /// False when a dm room with the same `dm_key` already exists.
     async fn insert_room(&mut self, room: &RoomRecord) -> Result<bool, Error>;
     async fn room(&mut self, id: &str) -> Result<Option<RoomRecord>, Error>;
+    /// Those of `ids` that exist, in no particular order: one query for
+    /// many rooms.
+    async fn rooms(&mut self, ids: &[&str]) -> Result<Vec<RoomRecord>, Error>;
     async fn room_by_dm_key(&mut self, dm_key: &str) -> Result<Option<RoomRecord>, Error>;
     /// Public group rooms, newest first.
     async fn public_rooms(&mut self, limit: i64) -> Result<Vec<RoomRecord>, Error>;
@@ -139,14 +135,18 @@ pub trait StoreTx: Send {
     async fn all_rooms(&mut self, after: &str, limit: i64)
     -> Result<Vec<(RoomRecord, i64)>, Error>;
     async fn set_owner(&mut self, room_id: &str, user_id: &str) -> Result<(), Error>;
-    /// Takes the room's next seq (locking the room row until commit where
-    /// the backend has row locks). `None` when the room does not exist.
-    async fn next_seq(&mut self, room_id: &str) -> Result<Option<i64>, Error>;
+    /// Takes the room's next `count` seqs and returns the last of them
+    /// (locking the room row until commit where the backend has row
+    /// locks). `None` when the room does not exist.
+    async fn reserve_seqs(&mut self, room_id: &str, count: i64) -> Result<Option<i64>, Error>;
 
     // Members.
 
     async fn member(&mut self, room_id: &str, user_id: &str)
     -> Result<Option<MemberRecord>, Error>;
+    /// The memberships among `(room_id, user_id)` pairs that exist, in no
+    /// particular order: one query for many.
+    async fn memberships(&mut self, keys: &[(&str, &str)]) -> Result<Vec<MemberRecord>, Error>;
     /// Oldest first.
     async fn members(&mut self, room_id: &str) -> Result<Vec<MemberRecord>, Error>;
     async fn member_count(&mut self, room_id: &str) -> Result<i64, Error>;
@@ -162,6 +162,9 @@ pub trait StoreTx: Send {
         mute: Option<Mute>,
     ) -> Result<(), Error>;
     async fn set_last_read(&mut self, room_id: &str, user_id: &str, seq: i64) -> Result<(), Error>;
+    /// [`StoreTx::set_last_read`] for many `(room_id, user_id, seq)`, each
+    /// pair at most once.
+    async fn set_last_reads(&mut self, positions: &[(&str, &str, i64)]) -> Result<(), Error>;
 
     // Bans.
 
@@ -173,14 +176,15 @@ pub trait StoreTx: Send {
     // Messages.
 
     async fn message(&mut self, room_id: &str, seq: i64) -> Result<Option<MessageRecord>, Error>;
-    async fn message_by_client_id(
+    /// The messages among `(room_id, sender_id, client_msg_id)` keys that
+    /// exist, in no particular order: one query for many.
+    async fn messages_by_client_ids(
         &mut self,
-        room_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-    ) -> Result<Option<MessageRecord>, Error>;
-    /// [`Error::Conflict`] when `(room, sender, client_msg_id)` exists.
-    async fn insert_message(&mut self, message: &MessageRecord) -> Result<(), Error>;
+        keys: &[(&str, &str, &str)],
+    ) -> Result<Vec<MessageRecord>, Error>;
+    /// One statement for all; [`Error::Conflict`] when any `(room, sender,
+    /// client_msg_id)` exists (and then none is inserted).
+    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), Error>;
     /// Writes text, attachment, mentions, edited_at and deleted.
     async fn update_message(&mut self, message: &MessageRecord) -> Result<(), Error>;
     /// Up to `fetch` messages in the direction's natural order (descending
@@ -197,6 +201,8 @@ pub trait StoreTx: Send {
     // Outbox.
 
     async fn insert_outbox(&mut self, row: &OutboxRow) -> Result<(), Error>;
+    /// Many rows in one statement; their ids increase in slice order.
+    async fn insert_outbox_rows(&mut self, rows: &[OutboxRow]) -> Result<(), Error>;
 }
 
 /// Where attachment bytes are kept.

@@ -36,6 +36,26 @@ fn sql(statement: String) -> AssertSqlSafe<String> {
     AssertSqlSafe(statement)
 }
 
+/// `($1, $2), ($3, $4)`: `rows` rows of `columns` numbered placeholders,
+/// for one statement over many rows.
+fn placeholder_rows(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", row * columns + column + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
 fn corrupt(what: &str, value: &str) -> Error {
     Error::Internal(format!("unexpected {what} {value:?} in the database"))
 }
@@ -208,25 +228,6 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
-    async fn savepoint(&mut self) -> Result<(), Error> {
-        sqlx::query("SAVEPOINT call").execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    async fn rollback_to_savepoint(&mut self) -> Result<(), Error> {
-        sqlx::query("ROLLBACK TO SAVEPOINT call")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_savepoint(&mut self) -> Result<(), Error> {
-        sqlx::query("RELEASE SAVEPOINT call")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
     async fn insert_room(&mut self, room: &RoomRecord) -> Result<bool, Error> {
         // ON CONFLICT covers the dm_key race of two replicas opening the same dm.
         let done = sqlx::query(
@@ -255,6 +256,22 @@ impl StoreTx for SqlTx {
         .fetch_optional(&mut *self.tx)
         .await?;
         row.as_ref().map(room_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn rooms(&mut self, ids: &[&str]) -> Result<Vec<RoomRecord>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query(sql(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id IN {}",
+            placeholder_rows(1, ids.len())
+        )));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter().map(room_from_row).collect()
     }
 
     async fn room_by_dm_key(&mut self, dm_key: &str) -> Result<Option<RoomRecord>, Error> {
@@ -320,11 +337,12 @@ impl StoreTx for SqlTx {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn next_seq(&mut self, room_id: &str) -> Result<Option<i64>, Error> {
+    async fn reserve_seqs(&mut self, room_id: &str, count: i64) -> Result<Option<i64>, Error> {
         let row = sqlx::query(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            "UPDATE rooms SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
         )
         .bind(room_id)
+        .bind(count)
         .fetch_optional(&mut *self.tx)
         .await?;
         Ok(row.map(|row| row.try_get("last_seq")).transpose()?)
@@ -344,6 +362,23 @@ impl StoreTx for SqlTx {
         .fetch_optional(&mut *self.tx)
         .await?;
         row.as_ref().map(member_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn memberships(&mut self, keys: &[(&str, &str)]) -> Result<Vec<MemberRecord>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query(sql(format!(
+            "WITH k (room_id, user_id) AS (VALUES {}) SELECT {MEMBER_COLUMNS} FROM members m \
+             JOIN k ON m.room_id = k.room_id AND m.user_id = k.user_id",
+            placeholder_rows(keys.len(), 2)
+        )));
+        for (room_id, user_id) in keys {
+            query = query.bind(*room_id).bind(*user_id);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter().map(member_from_row).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -423,14 +458,24 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all)]
     async fn set_last_read(&mut self, room_id: &str, user_id: &str, seq: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE room_id = $1 AND user_id = $2")
-            .bind(room_id)
-            .bind(user_id)
-            .bind(seq)
-            .execute(&mut *self.tx)
-            .await?;
+        self.set_last_reads(&[(room_id, user_id, seq)]).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_last_reads(&mut self, positions: &[(&str, &str, i64)]) -> Result<(), Error> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut query = sqlx::query(sql(format!(
+            "WITH v (room_id, user_id, seq) AS (VALUES {}) UPDATE members SET last_read_seq = v.seq \
+             FROM v WHERE members.room_id = v.room_id AND members.user_id = v.user_id",
+            placeholder_rows(positions.len(), 3)
+        )));
+        for (room_id, user_id, seq) in positions {
+            query = query.bind(*room_id).bind(*user_id).bind(*seq);
+        }
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -493,46 +538,54 @@ impl StoreTx for SqlTx {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn message_by_client_id(
+    async fn messages_by_client_ids(
         &mut self,
-        room_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-    ) -> Result<Option<MessageRecord>, Error> {
-        let row = sqlx::query(sql(format!(
-            "{MESSAGE_SELECT} WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
-        )))
-        .bind(room_id)
-        .bind(sender_id)
-        .bind(client_msg_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(message_from_row).transpose()
+        keys: &[(&str, &str, &str)],
+    ) -> Result<Vec<MessageRecord>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query(sql(format!(
+            "WITH k (room_id, sender_id, client_msg_id) AS (VALUES {}) {MESSAGE_SELECT} \
+             JOIN k ON m.room_id = k.room_id AND m.sender_id = k.sender_id \
+             AND m.client_msg_id = k.client_msg_id",
+            placeholder_rows(keys.len(), 3)
+        )));
+        for (room_id, sender_id, client_msg_id) in keys {
+            query = query.bind(*room_id).bind(*sender_id).bind(*client_msg_id);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter().map(message_from_row).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn insert_message(&mut self, message: &MessageRecord) -> Result<(), Error> {
-        let result = sqlx::query(
+    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), Error> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut query = sqlx::query(sql(format!(
             "INSERT INTO messages (room_id, seq, id, sender_id, sender_name, kind, text, attachment_id, \
-             reply_to, client_msg_id, mentions, created_at, edited_at, deleted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&message.room_id)
-        .bind(message.seq)
-        .bind(&message.id)
-        .bind(&message.sender_id)
-        .bind(&message.sender_name)
-        .bind(message.kind.as_str())
-        .bind(&message.text)
-        .bind(message.attachment.as_ref().map(|a| a.id.clone()))
-        .bind(message.reply_to)
-        .bind(&message.client_msg_id)
-        .bind(mentions_json(&message.mentions)?)
-        .bind(message.created_at)
-        .bind(message.edited_at)
-        .bind(i64::from(message.deleted))
-        .execute(&mut *self.tx)
-        .await;
+             reply_to, client_msg_id, mentions, created_at, edited_at, deleted) VALUES {}",
+            placeholder_rows(messages.len(), 14)
+        )));
+        for message in messages {
+            query = query
+                .bind(&message.room_id)
+                .bind(message.seq)
+                .bind(&message.id)
+                .bind(&message.sender_id)
+                .bind(&message.sender_name)
+                .bind(message.kind.as_str())
+                .bind(&message.text)
+                .bind(message.attachment.as_ref().map(|a| a.id.clone()))
+                .bind(message.reply_to)
+                .bind(&message.client_msg_id)
+                .bind(mentions_json(&message.mentions)?)
+                .bind(message.created_at)
+                .bind(message.edited_at)
+                .bind(i64::from(message.deleted));
+        }
+        let result = query.execute(&mut *self.tx).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -606,16 +659,28 @@ impl StoreTx for SqlTx {
         row.as_ref().map(attachment_from_row).transpose()
     }
 
-    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_outbox(&mut self, row: &OutboxRow) -> Result<(), Error> {
-        sqlx::query("INSERT INTO outbox (event_id, routing_key, payload, created_at, traceparent) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&row.event_id)
-            .bind(&row.routing_key)
-            .bind(row.payload.clone())
-            .bind(row.created_at)
-            .bind(row.traceparent.clone())
-            .execute(&mut *self.tx)
-            .await?;
+        self.insert_outbox_rows(std::slice::from_ref(row)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_outbox_rows(&mut self, rows: &[OutboxRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut query = sqlx::query(sql(format!(
+            "INSERT INTO outbox (event_id, routing_key, payload, created_at, traceparent) VALUES {}",
+            placeholder_rows(rows.len(), 5)
+        )));
+        for row in rows {
+            query = query
+                .bind(&row.event_id)
+                .bind(&row.routing_key)
+                .bind(row.payload.clone())
+                .bind(row.created_at)
+                .bind(row.traceparent.clone());
+        }
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 }

@@ -62,6 +62,9 @@ pub struct TestServer {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     channel: Channel,
     _dir: tempfile::TempDir,
+    /// The database URL, for [`TestServer::replica`].
+    url: String,
+    /// The PostgreSQL database this server created and drops when stopped.
     postgres_db: Option<String>,
 }
 
@@ -80,7 +83,22 @@ impl TestServer {
                 (format!("{}/{name}", postgres_admin_url()), Some(name))
             }
         };
-        let mut config = Config::new(url, Secret::new(TOKEN), Backends::in_process());
+        TestServer::launch(dir, url, postgres_db, tweak).await
+    }
+
+    /// A second server on this one's database, as another replica would be
+    /// (its own in-process buses). The database stays with this server.
+    pub async fn replica(&self) -> anyhow::Result<TestServer> {
+        TestServer::launch(tempfile::tempdir()?, self.url.clone(), None, |_| {}).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        url: String,
+        postgres_db: Option<String>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestServer> {
+        let mut config = Config::new(url.clone(), Secret::new(TOKEN), Backends::in_process());
         tweak(&mut config);
         // The tweak may bring its own database or buses.
         let backends = config.backends.clone();
@@ -100,6 +118,7 @@ impl TestServer {
             handle: Some(handle),
             channel,
             _dir: dir,
+            url,
             postgres_db,
         };
         server.wait_ready().await?;

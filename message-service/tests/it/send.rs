@@ -19,6 +19,47 @@ on_both_backends!(
     mentions_resolve_to_members,
 );
 
+/// Two replicas on one database sent the same `client_msg_id` at once,
+/// many times: each time one creates the message and the other answers
+/// with it as a duplicate, whichever reads first (the loser's batch finds
+/// the winner's row, or meets it at insert and is retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_racing_on_a_client_msg_id_create_it_once() -> anyhow::Result<()> {
+    let first = TestServer::start(Db::Postgres).await?;
+    let second = first.replica().await?;
+    let mut api = first.api().await?;
+    let alice = user("alice");
+    let room = api.public_room(&alice, &[]).await?;
+    const ROUNDS: i64 = 30;
+    for round in 1..=ROUNDS {
+        let cmid = format!("r{round}");
+        let mut calls = tokio::task::JoinSet::new();
+        for server in [&first, &second] {
+            let mut client = server.client()?;
+            let request = send_request(&room.id, &format!("text {round}"), &cmid);
+            let sender = alice.clone();
+            calls.spawn(async move { client.send_message(sender.request(request)).await });
+        }
+        let mut replies = Vec::new();
+        while let Some(call) = calls.join_next().await {
+            replies.push(call??.into_inner());
+        }
+        replies.sort_by_key(|reply| reply.duplicate);
+        let [created, duplicate] = replies.as_slice() else {
+            anyhow::bail!("expected two replies, got {}", replies.len());
+        };
+        assert!(!created.duplicate && duplicate.duplicate, "round {round}");
+        assert_eq!(created.message, duplicate.message, "round {round}");
+        assert_eq!(created.message.as_ref().map(|m| m.seq), Some(round));
+    }
+    let history = api.history(&alice, &room.id, None, None, 0).await?;
+    let mut seqs: Vec<i64> = history.messages.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=ROUNDS).collect::<Vec<_>>());
+    second.stop().await?;
+    first.stop().await
+}
+
 fn created(event: chat_proto::events::v1::RoomEvent) -> anyhow::Result<pb::Message> {
     match event.event {
         Some(room_event::Event::MessageCreated(message)) => Ok(message),
