@@ -4,8 +4,9 @@
 # in the same run, with the same flags; then plots the results.
 #
 #   bench/run.sh [SCENARIO...]     default: idle fanout sends history storm
-#                                  (e2e too, when named: it starts
-#                                  scripts/cluster with two gateways)
+#
+# The scenarios on the distributed topology (PostgreSQL, two gateways, e2e)
+# are bench/cluster.sh's.
 #
 # Settings (environment):
 #   SIZE      small (default) or medium: the sizes of BENCHMARKS.md
@@ -14,8 +15,7 @@
 #             that the load generator does not take the server's core; 0: no
 #             pinning
 #   BUILD     1 (default): cargo build --release -p chat -p loadgen first
-#   CHAT_PORT (18080), NODE_PORT (19090), CLUSTER_PORT (18180): where the
-#             servers listen
+#   CHAT_PORT (18080), NODE_PORT (19090): where the servers listen
 #   SOURCE_IPS (127.0.0.1-127.0.0.8): loadgen's --source-ips
 #
 # Every server it starts is stopped by its own pid when the scenario ends.
@@ -29,7 +29,6 @@ PIN="${PIN:-1}"
 BUILD="${BUILD:-1}"
 CHAT_PORT="${CHAT_PORT:-18080}"
 NODE_PORT="${NODE_PORT:-19090}"
-CLUSTER_PORT="${CLUSTER_PORT:-18180}"
 SOURCE_IPS="${SOURCE_IPS:-127.0.0.1-127.0.0.8}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench"
@@ -64,7 +63,6 @@ case "$SIZE" in
         SENDS=(--senders 50 --rooms 10 --rate 10 --messages 100)
         HISTORY=(--fill 2000 --fill-senders 40 --fill-rate 15 --queries 500 --concurrency 4)
         STORM=(--clients 500 --users 50)
-        E2E=(--members 100 --senders 10 --rate 10 --messages 100)
         ;;
     medium)
         IDLE=(--connections 5000 --users 100 --hold-s 10)
@@ -72,7 +70,6 @@ case "$SIZE" in
         SENDS=(--senders 200 --rooms 50 --rate 15 --messages 150)
         HISTORY=(--fill 10000 --fill-senders 100 --fill-rate 15 --queries 2000 --concurrency 8)
         STORM=(--clients 2000 --users 100)
-        E2E=(--members 1000 --senders 10 --rate 10 --messages 100 --drain-s 60)
         ;;
     *) echo "SIZE must be small or medium" >&2; exit 2 ;;
 esac
@@ -205,19 +202,6 @@ for scenario in "${scenarios[@]}"; do
                 --out "$OUT/storm-$SIZE-chat.json"
             stop_chat
             plot "$OUT/storm-$SIZE.png" "$OUT/storm-$SIZE-chat.json:chat"
-            ;;
-        e2e)
-            # Its own cluster directory and databases, so that it does not
-            # meet a cluster someone else runs.
-            cluster_env=(PROFILE=release GATEWAYS=2 BASE_PORT="$CLUSTER_PORT" CLUSTER_DIR="$work/cluster"
-                AUTH_DATABASE=chat_bench_auth MESSAGE_DATABASE=chat_bench_message CHAT_NAMESPACE=bench)
-            env "${cluster_env[@]}" "$root/scripts/cluster" up
-            status=0
-            loadgen e2e --gateway "http://127.0.0.1:$CLUSTER_PORT" --gateway "http://127.0.0.1:$((CLUSTER_PORT + 1))" \
-                "${E2E[@]}" --out "$OUT/e2e-$SIZE-cluster.json" || status=$?
-            env "${cluster_env[@]}" "$root/scripts/cluster" down
-            [ "$status" = 0 ] || exit "$status"
-            plot "$OUT/e2e-$SIZE.png" "$OUT/e2e-$SIZE-cluster.json:cluster"
             ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
