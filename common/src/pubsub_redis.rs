@@ -420,6 +420,7 @@ async fn open(
 fn cluster_builder(nodes: &[ConnectionInfo]) -> ClusterClientBuilder {
     ClusterClientBuilder::new(nodes.to_vec())
         .use_protocol(ProtocolVersion::RESP3)
+        .tcp_settings(tcp_settings())
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
         // The cluster client's own retries (redirects, reconnects) are
@@ -784,12 +785,21 @@ fn invalid_url(shown: &str, e: RedisError) -> PubSubError {
     PubSubError::Unavailable(format!("invalid Redis URL {shown}: {e}"))
 }
 
+/// TCP settings for every Redis connection of the system. TCP_NODELAY:
+/// commands are small writes, often several in flight, and Nagle's
+/// algorithm would hold one back until the server's delayed ACK of the
+/// previous (up to 40 ms on Linux), a delay every fan-out would carry.
+pub fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 fn resp3(info: ConnectionInfo) -> ConnectionInfo {
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
     info.set_redis_settings(settings)
+        .set_tcp_settings(tcp_settings())
 }
 
 /// The URL without its password or query (which may carry one, as in

@@ -318,7 +318,10 @@ impl RedisStore {
     /// and keeps every key under `prefix`. Fails as unavailable if it cannot
     /// connect after a few attempts, so a misconfigured URL shows at start-up.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<RedisStore, StoreError> {
-        let client = ::redis::Client::open(url).map_err(unavailable)?;
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(unavailable)?
+            .set_tcp_settings(chat_common::pubsub_redis::tcp_settings());
+        let client = ::redis::Client::open(info).map_err(unavailable)?;
         let server = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
