@@ -114,6 +114,14 @@ pub async fn serve(
             .context("cannot set up gRPC TLS (GRPC_TLS_CERT, GRPC_TLS_KEY)")?;
     }
     server
+        // h2 closes a connection (GOAWAY ENHANCE_YOUR_CALM,
+        // "too_many_data_frames") when the small DATA frames it holds unread
+        // exceed half the connection's receive window: with the default
+        // 64 KiB window that is ~200 queued unary calls. A gateway whose
+        // 19,000 clients reconnect at once queues thousands, and the
+        // connection carrying all of them went down, failing every call
+        // on it. A larger window raises that bound to ~50,000 calls.
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(crate::metrics::GrpcMetricsLayer::server())
         .layer(crate::trace_context::TraceContextLayer)
         .add_routes(routes.routes())
@@ -121,6 +129,9 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+/// The HTTP/2 receive window of a whole connection to a gRPC server.
+const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 
 /// The server's accepted connections, with TCP_NODELAY set: without it a
 /// reply written in more than one piece (headers, data, trailers) waits for

@@ -116,6 +116,10 @@ impl ErrorCode {
             Code::ResourceExhausted => ErrorCode::RateLimited,
             Code::OutOfRange => ErrorCode::TooLarge,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ErrorCode::Unavailable,
+            // No answer from the service at all: tonic reports a connection
+            // that broke under a call as `Unknown` with the transport error
+            // as its source. The call may succeed when tried again.
+            Code::Unknown if std::error::Error::source(status).is_some() => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }
@@ -177,5 +181,21 @@ mod tests {
             ErrorCode::from_status(&Status::data_loss("?")),
             ErrorCode::Internal
         );
+        // A service's own `Unknown` is still internal.
+        assert_eq!(
+            ErrorCode::from_status(&Status::unknown("?")),
+            ErrorCode::Internal
+        );
+    }
+
+    #[test]
+    fn a_connection_broken_under_a_call_is_unavailable() {
+        let broken = std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        );
+        let status = Status::from_error(Box::new(broken));
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert_eq!(ErrorCode::from_status(&status), ErrorCode::Unavailable);
     }
 }
