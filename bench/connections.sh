@@ -58,12 +58,16 @@ gateways=()
 for i in $(seq 0 $((GATEWAYS - 1))); do
     gateways+=(--gateway "http://127.0.0.1:$((BASE_PORT + i))")
 done
+# The first CONNECTIONS % LOADGENS processes open one more, so that the
+# shares add up to CONNECTIONS exactly.
 per_process=$((CONNECTIONS / LOADGENS))
+remainder=$((CONNECTIONS % LOADGENS))
 pids=()
 for k in $(seq 1 "$LOADGENS"); do
     # Eight source addresses per process, none shared between processes.
     first=$(((k - 1) * 8 + 1))
-    "$target/release/loadgen" idle "${gateways[@]}" --connections "$per_process" \
+    share=$((per_process + (k <= remainder ? 1 : 0)))
+    "$target/release/loadgen" idle "${gateways[@]}" --connections "$share" \
         --users "$USERS" --hold-s "$HOLD_S" --connect-rate "$CONNECT_RATE" \
         --source-ips "127.0.0.$first-127.0.0.$((first + 7))" \
         --out "$OUT/connections-$CONNECTIONS-r$CONNECT_RATE-p$k.json" >"$work/loadgen-$k.log" 2>&1 &
