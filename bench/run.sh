@@ -9,7 +9,8 @@
 # are bench/cluster.sh's.
 #
 # Settings (environment):
-#   SIZE      small (default) or medium: the sizes of BENCHMARKS.md
+#   SIZE      small (default), medium or target: the sizes of BENCHMARKS.md
+#             (target: the one-process targets, frame rate raised)
 #   OUT       where the JSON results and PNG plots go (bench/results)
 #   PIN       1 (default): servers on CPU 0, loadgen on CPU 1 (taskset), so
 #             that the load generator does not take the server's core; 0: no
@@ -71,7 +72,19 @@ case "$SIZE" in
         HISTORY=(--fill 10000 --fill-senders 100 --fill-rate 15 --queries 2000 --concurrency 8)
         STORM=(--clients 2000 --users 100)
         ;;
-    *) echo "SIZE must be small or medium" >&2; exit 2 ;;
+    target)
+        # The one-process targets of BENCHMARKS.md: 19,000 idle sockets;
+        # 1,000 members offered 1,000 messages/s, which needs the
+        # per-connection frame rate raised.
+        IDLE=(--connections 19000 --users 200 --hold-s 10)
+        FANOUT=(--members 1000 --senders 10 --rate 100 --messages 300 --text-bytes 100 --drain-s 60)
+        SENDS=(--senders 100 --rooms 10 --rate 50 --messages 300)
+        HISTORY=(--fill 10000 --fill-senders 100 --fill-rate 15 --queries 2000 --concurrency 8)
+        STORM=(--clients 19000 --users 200 --connect-rate 1000)
+        export FRAMES_PER_SECOND=1000 FRAME_BURST=1000
+        ulimit -n "$(ulimit -Hn)"
+        ;;
+    *) echo "SIZE must be small, medium or target" >&2; exit 2 ;;
 esac
 scenarios=("$@")
 [ "${#scenarios[@]}" -gt 0 ] || scenarios=(idle fanout sends history storm)

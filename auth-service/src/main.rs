@@ -10,6 +10,10 @@ use chat_common::token::KeySettings;
 use chat_common::{Backends, Namespace, Secret, Shutdown};
 use clap::Parser;
 
+/// The allocator: see `mimalloc` in the workspace Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEV_JWT_SECRET: &str = "insecure-dev-jwt-secret";
 const DEV_SERVICE_TOKEN: &str = "insecure-dev-service-token";
 

@@ -7,6 +7,10 @@ use anyhow::Context;
 use chat_common::{Namespace, Shutdown};
 use clap::Parser;
 
+/// The allocator: see `mimalloc` in the workspace Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "chat",
