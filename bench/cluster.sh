@@ -17,8 +17,11 @@
 #   SIZE        small (default; seconds each) or target (the sizes of the
 #               targets in BENCHMARKS.md)
 #   OUT         where the JSON results and PNG plots go (bench/results)
-#   BUILD       1 (default): cargo build --release of loadgen and the
-#               services first
+#   BUILD       1 (default): cargo build of loadgen and the services first
+#   PROFILE     release (default) or debug: the build measured (CI runs
+#               the small size on debug builds so that the tooling cannot
+#               rot; its numbers mean nothing)
+#   PLOT        1 (default): render each result with bench/plot.sh
 #   BASE_PORT   18580: gateways from here, services above (scripts/cluster)
 #   SOURCE_IPS  127.0.0.1-127.0.0.8: loadgen's --source-ips
 #   DRAIN_WINDOW_S  1: how long a stopping gateway takes to close its
@@ -34,12 +37,14 @@ bench="$root/bench"
 SIZE="${SIZE:-small}"
 OUT="${OUT:-$bench/results}"
 BUILD="${BUILD:-1}"
+PROFILE="${PROFILE:-release}"
+PLOT="${PLOT:-1}"
 BASE_PORT="${BASE_PORT:-18580}"
 SOURCE_IPS="${SOURCE_IPS:-127.0.0.1-127.0.0.8}"
 DRAIN_WINDOW_S="${DRAIN_WINDOW_S:-1}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench/cluster"
-loadgen_bin="$target/release/loadgen"
+loadgen_bin="$target/$PROFILE/loadgen"
 
 case "$SIZE" in
     small)
@@ -63,8 +68,13 @@ esac
 scenarios=("$@")
 [ "${#scenarios[@]}" -gt 0 ] || scenarios=(sends history storm e2e)
 
+case "$PROFILE" in
+    release) build_flags=(--release) ;;
+    debug) build_flags=() ;;
+    *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 if [ "$BUILD" = 1 ]; then
-    (cd "$root" && cargo build --release -p loadgen -p chat-auth-service -p chat-message-service \
+    (cd "$root" && cargo build "${build_flags[@]}" -p loadgen -p chat-auth-service -p chat-message-service \
         -p chat-presence-service -p chat-gateway)
 fi
 mkdir -p "$OUT" "$work"
@@ -73,7 +83,7 @@ ulimit -n "$(ulimit -Hn)"
 
 suffix="$(date +%s)"
 database_base="postgres://postgres@127.0.0.1:5432"
-cluster=(env CLUSTER_DIR="$work/state" PROFILE=release CLUSTER_BUILD=0 GATEWAYS=2
+cluster=(env CLUSTER_DIR="$work/state" PROFILE="$PROFILE" CLUSTER_BUILD=0 GATEWAYS=2
     BASE_PORT="$BASE_PORT" AUTH_DATABASE="bench_auth_$suffix" MESSAGE_DATABASE="bench_message_$suffix"
     CHAT_NAMESPACE="bench$suffix" RUST_LOG=warn DRAIN_WINDOW_S="$DRAIN_WINDOW_S"
     FRAMES_PER_SECOND=1000 FRAME_BURST=1000)
@@ -123,6 +133,10 @@ for scenario in "${scenarios[@]}"; do
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     cluster_down
+    results=("$OUT/$name.json")
+    [ "$scenario" = e2e ] && [ -f "$OUT/$name-2.json" ] && results+=("$OUT/$name-2.json")
+    "$bench/check-result.py" "${results[@]}"
+    [ "$PLOT" = 1 ] || continue
     plots=("$OUT/$name.json:cluster")
     [ -f "$OUT/$name-2.json" ] && [ "$scenario" = e2e ] && plots+=("$OUT/$name-2.json:cluster, higher rate")
     "$bench/plot.sh" "$OUT/$name.png" "${plots[@]}"

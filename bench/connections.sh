@@ -15,7 +15,8 @@
 # one process holds at most ~19,990 sockets here), CONNECT_RATE (per
 # process, 400/s), USERS (accounts per process, 50), HOLD_S (10), BASE_PORT
 # (18380: gateways on BASE_PORT.., services above), OUT (bench/results),
-# BUILD (1: cargo build --release first).
+# BUILD (1: cargo build first), PROFILE (release; debug for CI's check that
+# the tooling works).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,12 +29,18 @@ HOLD_S="${HOLD_S:-10}"
 BASE_PORT="${BASE_PORT:-18380}"
 OUT="${OUT:-$root/bench/results}"
 BUILD="${BUILD:-1}"
+PROFILE="${PROFILE:-release}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench/connections"
 suffix="$(date +%s)"
 
+case "$PROFILE" in
+    release) build_flags=(--release) ;;
+    debug) build_flags=() ;;
+    *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 if [ "$BUILD" = 1 ]; then
-    (cd "$root" && cargo build --release -p loadgen -p chat-auth-service -p chat-message-service \
+    (cd "$root" && cargo build "${build_flags[@]}" -p loadgen -p chat-auth-service -p chat-message-service \
         -p chat-presence-service -p chat-gateway)
 fi
 mkdir -p "$OUT" "$work"
@@ -41,7 +48,7 @@ mkdir -p "$OUT" "$work"
 # to the hard one for the processes started from here.
 ulimit -n "$(ulimit -Hn)"
 
-cluster=(env CLUSTER_DIR="$work/cluster" PROFILE=release CLUSTER_BUILD=0 GATEWAYS="$GATEWAYS"
+cluster=(env CLUSTER_DIR="$work/cluster" PROFILE="$PROFILE" CLUSTER_BUILD=0 GATEWAYS="$GATEWAYS"
     BASE_PORT="$BASE_PORT" AUTH_DATABASE="bench_auth_$suffix" MESSAGE_DATABASE="bench_message_$suffix"
     CHAT_NAMESPACE="bench$suffix" RUST_LOG=warn)
 cleanup() {
@@ -67,7 +74,7 @@ for k in $(seq 1 "$LOADGENS"); do
     # Eight source addresses per process, none shared between processes.
     first=$(((k - 1) * 8 + 1))
     share=$((per_process + (k <= remainder ? 1 : 0)))
-    "$target/release/loadgen" idle "${gateways[@]}" --connections "$share" \
+    "$target/$PROFILE/loadgen" idle "${gateways[@]}" --connections "$share" \
         --users "$USERS" --hold-s "$HOLD_S" --connect-rate "$CONNECT_RATE" \
         --source-ips "127.0.0.$first-127.0.0.$((first + 7))" \
         --out "$OUT/connections-$CONNECTIONS-r$CONNECT_RATE-p$k.json" >"$work/loadgen-$k.log" 2>&1 &
@@ -76,12 +83,11 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 
-python3 - "$OUT" "$CONNECTIONS" "$LOADGENS" "$CONNECT_RATE" <<'EOF'
+python3 - "$OUT" "$CONNECTIONS" "$LOADGENS" "$CONNECT_RATE" <<'EOF' || status=1
 import json, sys
 out, total, processes, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 connected = failed = dropped = 0
 slowest = 0.0
-starts, ends = [], []
 for k in range(1, processes + 1):
     with open(f"{out}/connections-{total}-r{rate}-p{k}.json") as f:
         result = json.load(f)
@@ -96,6 +102,8 @@ for k in range(1, processes + 1):
           f"in {values['connect_s']:.1f} s ({values['connects_per_s']:.0f}/s)")
 print(f"total: {connected} connected of {total}, {failed} failed, {dropped} dropped; "
       f"the slowest process took {slowest:.1f} s to open its share")
+if connected != total or failed or dropped:
+    sys.exit("not every connection was opened and held")
 EOF
 for k in $(seq 1 "$LOADGENS"); do
     [ "$status" = 0 ] || { echo "--- loadgen $k"; tail -n 5 "$work/loadgen-$k.log"; }

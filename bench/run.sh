@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs loadgen scenarios against the release build of `chat` and, where the
+# Runs loadgen scenarios against the build of `chat` and, where the
 # scenario applies to it, against the Node.js baseline (bench/node-baseline)
 # in the same run, with the same flags; then plots the results.
 #
@@ -15,7 +15,11 @@
 #   PIN       1 (default): servers on CPU 0, loadgen on CPU 1 (taskset), so
 #             that the load generator does not take the server's core; 0: no
 #             pinning
-#   BUILD     1 (default): cargo build --release -p chat -p loadgen first
+#   BUILD     1 (default): cargo build -p chat -p loadgen first
+#   PROFILE   release (default) or debug: the build measured (CI runs the
+#             small size on debug builds so that the tooling cannot rot;
+#             its numbers mean nothing)
+#   PLOT      1 (default): render the results with bench/plot.sh
 #   CHAT_PORT (18080), NODE_PORT (19090): where the servers listen
 #   SOURCE_IPS (127.0.0.1-127.0.0.8): loadgen's --source-ips
 #
@@ -28,13 +32,15 @@ SIZE="${SIZE:-small}"
 OUT="${OUT:-$bench/results}"
 PIN="${PIN:-1}"
 BUILD="${BUILD:-1}"
+PROFILE="${PROFILE:-release}"
+PLOT="${PLOT:-1}"
 CHAT_PORT="${CHAT_PORT:-18080}"
 NODE_PORT="${NODE_PORT:-19090}"
 SOURCE_IPS="${SOURCE_IPS:-127.0.0.1-127.0.0.8}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench"
-chat_bin="$target/release/chat"
-loadgen_bin="$target/release/loadgen"
+chat_bin="$target/$PROFILE/chat"
+loadgen_bin="$target/$PROFILE/loadgen"
 
 # Internal: the storm scenario's --restart-cmd. Stops the chat server whose
 # pid is in $2 (it closes every socket with 1012), waits for it to exit,
@@ -97,7 +103,11 @@ if [ "$PIN" = 1 ] && command -v taskset >/dev/null; then
 fi
 
 if [ "$BUILD" = 1 ]; then
-    (cd "$root" && cargo build --release -p chat -p loadgen)
+    case "$PROFILE" in
+        release) (cd "$root" && cargo build --release -p chat -p loadgen) ;;
+        debug) (cd "$root" && cargo build -p chat -p loadgen) ;;
+        *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
+    esac
 fi
 if [ ! -d "$bench/node-baseline/node_modules" ]; then
     (cd "$bench/node-baseline" && npm ci --no-audit --no-fund)
@@ -167,8 +177,15 @@ loadgen() {
     "${loadgen_cpu[@]}" "$loadgen_bin" "$@" --source-ips "$SOURCE_IPS"
 }
 
+# Checks the results named after the plot's file (bench/check-result.py),
+# then plots them unless PLOT=0.
 plot() {
-    "$bench/plot.sh" "$@"
+    local png="$1"; shift
+    local results=() spec
+    for spec in "$@"; do results+=("${spec%%:*}"); done
+    "$bench/check-result.py" "${results[@]}"
+    [ "$PLOT" = 1 ] || return 0
+    "$bench/plot.sh" "$png" "$@"
 }
 
 chat_url="http://127.0.0.1:$CHAT_PORT"
@@ -211,7 +228,7 @@ for scenario in "${scenarios[@]}"; do
         storm)
             start_chat
             loadgen storm --gateway "$chat_url" "${STORM[@]}" \
-                --restart-cmd "PIN=$PIN CHAT_PORT=$CHAT_PORT '$0' _restart_chat '$work/chat.pid' '$chat_data'" \
+                --restart-cmd "PIN=$PIN CHAT_PORT=$CHAT_PORT PROFILE=$PROFILE '$0' _restart_chat '$work/chat.pid' '$chat_data'" \
                 --out "$OUT/storm-$SIZE-chat.json"
             stop_chat
             plot "$OUT/storm-$SIZE.png" "$OUT/storm-$SIZE-chat.json:chat"
