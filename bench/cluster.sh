@@ -44,7 +44,6 @@ SOURCE_IPS="${SOURCE_IPS:-127.0.0.1-127.0.0.8}"
 DRAIN_WINDOW_S="${DRAIN_WINDOW_S:-1}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench/cluster"
-loadgen_bin="$target/$PROFILE/loadgen"
 
 case "$SIZE" in
     small)
@@ -68,36 +67,14 @@ esac
 scenarios=("$@")
 [ "${#scenarios[@]}" -gt 0 ] || scenarios=(sends history storm e2e)
 
-case "$PROFILE" in
-    release) build_flags=(--release) ;;
-    debug) build_flags=() ;;
-    *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
-esac
-if [ "$BUILD" = 1 ]; then
-    (cd "$root" && cargo build "${build_flags[@]}" -p loadgen -p chat-auth-service -p chat-message-service \
-        -p chat-presence-service -p chat-gateway)
-fi
+# shellcheck source=bench/cluster-lib.sh
+. "$bench/cluster-lib.sh"
 mkdir -p "$OUT" "$work"
 # A gateway of the storm holds 19,000 sockets.
 ulimit -n "$(ulimit -Hn)"
-
-suffix="$(date +%s)"
-database_base="postgres://postgres@127.0.0.1:5432"
-cluster=(env CLUSTER_DIR="$work/state" PROFILE="$PROFILE" CLUSTER_BUILD=0 GATEWAYS=2
-    BASE_PORT="$BASE_PORT" AUTH_DATABASE="bench_auth_$suffix" MESSAGE_DATABASE="bench_message_$suffix"
-    CHAT_NAMESPACE="bench$suffix" RUST_LOG=warn DRAIN_WINDOW_S="$DRAIN_WINDOW_S"
-    FRAMES_PER_SECOND=1000 FRAME_BURST=1000)
-cluster_up() {
-    rm -rf "$work/state"
-    "${cluster[@]}" "$root/scripts/cluster" up >/dev/null
-}
-cluster_down() {
-    "${cluster[@]}" "$root/scripts/cluster" down >/dev/null || true
-    psql "$database_base/postgres" -qc "DROP DATABASE IF EXISTS bench_auth_$suffix WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS bench_message_$suffix WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "bench$suffix:*" | xargs -r -n 500 redis-cli del >/dev/null 2>&1 || true
-}
-trap cluster_down EXIT
+bench_cluster "$work/state" GATEWAYS=2 BASE_PORT="$BASE_PORT" DRAIN_WINDOW_S="$DRAIN_WINDOW_S" \
+    FRAMES_PER_SECOND=1000 FRAME_BURST=1000
+trap bench_cluster_down EXIT
 
 gateway1="http://127.0.0.1:$BASE_PORT"
 gateway2="http://127.0.0.1:$((BASE_PORT + 1))"
@@ -108,7 +85,7 @@ loadgen() {
 for scenario in "${scenarios[@]}"; do
     echo "== $scenario ($SIZE, cluster)"
     name="$scenario-$SIZE-cluster"
-    cluster_up
+    bench_cluster_up
     case "$scenario" in
         sends)
             loadgen sends --gateway "$gateway1" "${SENDS[@]}" --out "$OUT/$name.json"
@@ -132,7 +109,7 @@ for scenario in "${scenarios[@]}"; do
             ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
-    cluster_down
+    bench_cluster_down
     results=("$OUT/$name.json")
     [ "$scenario" = e2e ] && [ -f "$OUT/$name-2.json" ] && results+=("$OUT/$name-2.json")
     "$bench/check-result.py" "${results[@]}"

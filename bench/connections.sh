@@ -32,34 +32,17 @@ BUILD="${BUILD:-1}"
 PROFILE="${PROFILE:-release}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$target/bench/connections"
-suffix="$(date +%s)"
 
-case "$PROFILE" in
-    release) build_flags=(--release) ;;
-    debug) build_flags=() ;;
-    *) echo "PROFILE must be release or debug" >&2; exit 2 ;;
-esac
-if [ "$BUILD" = 1 ]; then
-    (cd "$root" && cargo build "${build_flags[@]}" -p loadgen -p chat-auth-service -p chat-message-service \
-        -p chat-presence-service -p chat-gateway)
-fi
+# shellcheck source=bench/cluster-lib.sh
+. "$root/bench/cluster-lib.sh"
 mkdir -p "$OUT" "$work"
 # Every gateway holds CONNECTIONS / GATEWAYS sockets: raise the soft limit
 # to the hard one for the processes started from here.
 ulimit -n "$(ulimit -Hn)"
 
-cluster=(env CLUSTER_DIR="$work/cluster" PROFILE="$PROFILE" CLUSTER_BUILD=0 GATEWAYS="$GATEWAYS"
-    BASE_PORT="$BASE_PORT" AUTH_DATABASE="bench_auth_$suffix" MESSAGE_DATABASE="bench_message_$suffix"
-    CHAT_NAMESPACE="bench$suffix" RUST_LOG=warn)
-cleanup() {
-    "${cluster[@]}" "$root/scripts/cluster" down >/dev/null || true
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "DROP DATABASE IF EXISTS bench_auth_$suffix WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS bench_message_$suffix WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "bench$suffix:*" | xargs -r -n 500 redis-cli del >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-rm -rf "$work/cluster"
-"${cluster[@]}" "$root/scripts/cluster" up >/dev/null
+bench_cluster "$work/cluster" GATEWAYS="$GATEWAYS" BASE_PORT="$BASE_PORT"
+trap bench_cluster_down EXIT
+bench_cluster_up
 
 gateways=()
 for i in $(seq 0 $((GATEWAYS - 1))); do
@@ -74,7 +57,7 @@ for k in $(seq 1 "$LOADGENS"); do
     # Eight source addresses per process, none shared between processes.
     first=$(((k - 1) * 8 + 1))
     share=$((per_process + (k <= remainder ? 1 : 0)))
-    "$target/$PROFILE/loadgen" idle "${gateways[@]}" --connections "$share" \
+    "$loadgen_bin" idle "${gateways[@]}" --connections "$share" \
         --users "$USERS" --hold-s "$HOLD_S" --connect-rate "$CONNECT_RATE" \
         --source-ips "127.0.0.$first-127.0.0.$((first + 7))" \
         --out "$OUT/connections-$CONNECTIONS-r$CONNECT_RATE-p$k.json" >"$work/loadgen-$k.log" 2>&1 &
