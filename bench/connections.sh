@@ -13,7 +13,7 @@
 #
 # Settings (environment): CONNECTIONS (100000), GATEWAYS (6), LOADGENS (6;
 # one process holds at most ~19,990 sockets here), CONNECT_RATE (per
-# process, 400/s), USERS (accounts per process, 50), HOLD_S (10), BASE_PORT
+# process, 600/s: 3,600/s from six), USERS (accounts per process, 50), HOLD_S (10), BASE_PORT
 # (18380: gateways on BASE_PORT.., services above), OUT (bench/results),
 # BUILD (1: cargo build first), PROFILE (release; debug for CI's check that
 # the tooling works).
@@ -23,7 +23,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 CONNECTIONS="${CONNECTIONS:-100000}"
 GATEWAYS="${GATEWAYS:-6}"
 LOADGENS="${LOADGENS:-6}"
-CONNECT_RATE="${CONNECT_RATE:-400}"
+CONNECT_RATE="${CONNECT_RATE:-600}"
 USERS="${USERS:-50}"
 HOLD_S="${HOLD_S:-10}"
 BASE_PORT="${BASE_PORT:-18380}"
