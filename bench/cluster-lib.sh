@@ -33,9 +33,16 @@ bench_cluster_up() {
     "${cluster[@]}" "$root/scripts/cluster" up >/dev/null
 }
 
+# The EXIT trap: every step runs even when one fails (the cluster may be
+# down already), and a failure is reported, as it leaves databases, keys or
+# processes behind.
 bench_cluster_down() {
-    "${cluster[@]}" "$root/scripts/cluster" down >/dev/null || true
-    psql "$database_base/postgres" -qc "DROP DATABASE IF EXISTS bench_auth_$suffix WITH (FORCE)" \
-        -c "DROP DATABASE IF EXISTS bench_message_$suffix WITH (FORCE)" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "bench$suffix:*" | xargs -r -n 500 redis-cli del >/dev/null 2>&1 || true
+    "${cluster[@]}" "$root/scripts/cluster" down >/dev/null \
+        || echo "warning: scripts/cluster down failed; see $cluster_dir" >&2
+    PGOPTIONS="-c client_min_messages=warning" psql -q "$database_base/postgres" \
+        -c "DROP DATABASE IF EXISTS bench_auth_$suffix WITH (FORCE)" \
+        -c "DROP DATABASE IF EXISTS bench_message_$suffix WITH (FORCE)" \
+        || echo "warning: the databases bench_*_$suffix may be left behind" >&2
+    redis-cli --scan --pattern "bench$suffix:*" | xargs -r -n 500 redis-cli del >/dev/null \
+        || echo "warning: Redis keys bench$suffix:* may be left behind" >&2
 }
